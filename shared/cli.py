@@ -1,0 +1,95 @@
+"""``nsg-guard`` command line. Subcommands parse options, call a use case, and print; nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from shared import __version__
+from shared.errors import ConfigError, InputError
+from shared.policy import DEFAULT_MANAGEMENT_PORTS, SEVERITY_ORDER, Policy, parse_port_list, watched_ports
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+FAIL_ON_CHOICES = (*SEVERITY_ORDER, "never")
+
+
+def _add_policy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ports", default=",".join(map(str, DEFAULT_MANAGEMENT_PORTS)),
+                   help="management ports to watch besides SSH 22, comma separated "
+                        "(default: %(default)s; '' for none)")
+    p.add_argument("--ssh-ports", default="",
+                   help="the organisation's own SSH ports (kind ssh-custom), comma separated, e.g. 2222")
+
+
+def policy_from_args(args: argparse.Namespace) -> Policy:
+    ssh = parse_port_list(args.ssh_ports, "--ssh-ports")
+    mgmt = parse_port_list(args.ports, "--ports")
+    return Policy(watched=watched_ports(ssh, mgmt))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nsg-guard",
+        description="Keeps SSH and management ports of Azure compute off the open internet.")
+    parser.add_argument("--version", action="version", version=f"nsg-guard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="evaluate NSG JSON files and print findings",
+                          description="Reads NSG JSON (a single NSG, a list, an ARM {'value': [...]} page, "
+                                      "'az network nsg list' output or Resource Graph rows) and prints "
+                                      "which rule exposes which port to which sources.")
+    scan.add_argument("files", nargs="+", metavar="FILE")
+    scan.add_argument("--format", choices=("table", "json", "sarif"), default="table")
+    scan.add_argument("--fail-on", choices=FAIL_ON_CHOICES, default="low",
+                      help="exit 1 when a finding at or above this severity exists (default: %(default)s; "
+                           "latent findings are 'info')")
+    scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    _add_policy_options(scan)
+    scan.set_defaults(handler=_cmd_scan)
+    return parser
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from shared.output import render_json, render_reasons, render_sarif, render_table, use_colour
+    from shared.policy import Engine
+    from shared.scan import scan_files
+
+    engine = Engine(policy_from_args(args))
+    errors: list[InputError] = []
+    results = list(scan_files(args.files, engine, errors))
+    if errors:
+        for err in errors[:50]:
+            print(f"nsg-guard: error: {err}", file=sys.stderr)
+        if len(errors) > 50:
+            print(f"nsg-guard: ... and {len(errors) - 50} more errors", file=sys.stderr)
+        print("nsg-guard: no findings printed because the input is invalid; fix the errors above",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.format == "json":
+        print(render_json(results))
+    elif args.format == "sarif":
+        print(render_sarif(results))
+    else:
+        print(render_table(results, colour=use_colour(args.color, sys.stdout)))
+        reasons = render_reasons(results)
+        if reasons:
+            print("\nWhy:\n" + reasons)
+    if args.fail_on == "never":
+        return EXIT_OK
+    threshold = SEVERITY_ORDER[args.fail_on]
+    failing = any(SEVERITY_ORDER[f.severity] >= threshold
+                  for r in results for f in r.evaluation.findings)
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (ConfigError, InputError) as exc:
+        print(f"nsg-guard: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130

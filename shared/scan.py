@@ -1,0 +1,47 @@
+"""Offline scanning of NSG JSON files: the CLI's use case, built on the same engine as the Function."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from shared.errors import InputError
+from shared.model import iter_nsg_documents, parse_nsg
+from shared.output import ScannedNsg
+from shared.policy import Engine
+
+
+def load_json_file(path: str) -> object:
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")  # az on Windows writes a BOM
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                         source=path) from None
+
+
+def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError]) -> Iterator[ScannedNsg]:
+    """Evaluate every NSG in every file. Bad NSGs are appended to ``errors`` (with file, NSG, rule)
+    while the rest of the input is still checked, so one run reports every problem at once."""
+    for path in paths:
+        try:
+            data = load_json_file(path)
+            items = list(iter_nsg_documents(data))
+        except InputError as exc:
+            errors.append(exc.located(source=path))
+            continue
+        for index, item in enumerate(items):
+            try:
+                nsg = parse_nsg(item)
+            except InputError as exc:
+                located = exc.located(source=path)
+                if located.nsg in (None, "<unnamed>"):
+                    located = InputError(located.reason, source=path, nsg=f"#{index + 1}",
+                                         rule=located.rule, field=located.field)
+                errors.append(located)
+                continue
+            yield ScannedNsg(path, engine.evaluate(nsg))

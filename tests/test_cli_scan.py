@@ -1,0 +1,165 @@
+"""``nsg-guard scan``: the JSON contract, the examples' expected findings, SARIF and exit codes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared.cli import main
+from tests.nsgfactory import nsg, rule
+
+EXAMPLES = ["examples/estate.json", "examples/az-nsg-list.json", "examples/resource-graph.json"]
+CONTRACT_FIELDS = {"findingId": str, "nsgId": str, "nsgName": str, "ruleName": str, "ruleId": str,
+                   "port": int, "portKind": str, "exposure": str, "active": bool, "severity": str,
+                   "priority": int, "sources": list, "reason": str}
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_examples_give_the_findings_a_security_engineer_expects(capsys):
+    code, out, _ = run(capsys, "scan", "examples/estate.json", "--ssh-ports", "2222", "--format", "json")
+    doc = json.loads(out)
+    got = sorted((f["nsgName"], f["ruleName"], f["port"], f["exposure"], f["active"], f["severity"])
+                 for f in doc["findings"])
+    assert got == sorted([
+        ("ci-gpu-01-nsg", "AllowSSH", 22, "internet", True, "high"),
+        ("train-cluster-nsg", "AllowCustomSSH", 2222, "internet", True, "medium"),
+        ("ci-gpu-split-nsg", "AllowSSHHalfA", 22, "internet", True, "high"),
+        ("ci-gpu-split-nsg", "AllowSSHHalfB", 22, "broad", True, "medium"),
+        ("ci-gpu-ipv6-nsg", "AllowSSHv6", 22, "internet", True, "high"),
+        ("vm-jumpbox-nsg", "SecurityCenter-JITRule_1123581321_3A3FB5E4B6A94D7F8E0D2B1C0A9F8E7D", 22,
+         "trusted", True, "low"),
+        ("rdp-legacy-nsg", "AllowRDPFromAzure", 3389, "broad", True, "medium"),
+        ("legacy-shadowed-nsg", "AllowSSHAnywhere", 22, "internet", False, "info"),
+    ])
+    assert doc["summary"] == {"nsgs": 10, "compliant": 4, "compliancePercent": 40.0, "findings": 8}
+    assert code == 1
+
+
+def test_json_contract_field_for_field(capsys):
+    _, out, _ = run(capsys, "scan", *EXAMPLES, "--format", "json", "--fail-on", "never")
+    doc = json.loads(out)
+    assert set(doc) == {"findings", "summary"}
+    assert set(doc["summary"]) == {"nsgs", "compliant", "compliancePercent", "findings"}
+    assert isinstance(doc["summary"]["compliancePercent"], float)
+    for f in doc["findings"]:
+        assert list(f) == list(CONTRACT_FIELDS)
+        for key, kind in CONTRACT_FIELDS.items():
+            assert isinstance(f[key], kind), key
+        assert f["severity"] in {"info", "low", "medium", "high", "critical"}
+        assert f["exposure"] in {"internet", "broad", "trusted"}
+        assert f["portKind"] in {"ssh", "ssh-custom", "management"}
+        assert f["reason"].startswith(("TCP ", "latent: TCP "))
+
+
+def test_finding_id_is_stable_across_runs_and_shapes(capsys):
+    _, a, _ = run(capsys, "scan", "examples/estate.json", "--format", "json", "--fail-on", "never")
+    _, b, _ = run(capsys, "scan", "examples/az-nsg-list.json", "--format", "json", "--fail-on", "never")
+    ids_a = {(f["nsgName"], f["ruleName"], f["port"]): f["findingId"] for f in json.loads(a)["findings"]}
+    ids_b = {(f["nsgName"], f["ruleName"], f["port"]): f["findingId"] for f in json.loads(b)["findings"]}
+    assert ids_b and all(ids_a[k] == v for k, v in ids_b.items())
+
+
+def test_table_output_for_people(capsys):
+    _, out, _ = run(capsys, "scan", "examples/estate.json", "--color", "never")
+    assert out.splitlines()[0].split() == ["SEVERITY", "PORT", "EXPOSURE", "NSG", "RULE", "PRIO", "SOURCES"]
+    assert "10 NSGs, 5 compliant (50.0%), 7 findings (3 high, 2 medium, 1 low, 1 info)" in out
+    assert "Why:" in out and "shadowed by DenySSHInternet (100)" in out
+    assert "\033[" not in out
+    _, coloured, _ = run(capsys, "scan", "examples/estate.json", "--color", "always")
+    assert "\033[1;31mhigh" in coloured
+
+
+def test_sarif_output(capsys):
+    _, out, _ = run(capsys, "scan", "examples/estate.json", "--format", "sarif")
+    doc = json.loads(out)
+    assert doc["version"] == "2.1.0"
+    run0 = doc["runs"][0]
+    rule_ids = {r["id"] for r in run0["tool"]["driver"]["rules"]}
+    results = run0["results"]
+    assert len(results) == 7 and all(r["ruleId"] in rule_ids for r in results)
+    high = next(r for r in results if "AllowSSH " in r["message"]["text"])
+    assert high["level"] == "error"
+    loc = high["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"] == "examples/estate.json"
+    line = Path("examples/estate.json").read_text().splitlines()[loc["region"]["startLine"] - 1]
+    assert '"AllowSSH"' in line
+    assert len(high["partialFingerprints"]["nsgGuardFindingId/v1"]) == 32
+
+
+@pytest.mark.parametrize(("fail_on", "code"), [("never", 0), ("critical", 0), ("high", 1), ("low", 1),
+                                               ("info", 1)])
+def test_fail_on_thresholds(capsys, fail_on, code):
+    assert run(capsys, "scan", "examples/estate.json", "--fail-on", fail_on)[0] == code
+
+
+def test_latent_only_fails_only_at_info(tmp_path, capsys):
+    path = tmp_path / "latent.json"
+    path.write_text(json.dumps(nsg([rule("d", 100, "22", "*", access="Deny"), rule("a", 200, "22", "*")])))
+    assert run(capsys, "scan", str(path))[0] == 0
+    assert run(capsys, "scan", str(path), "--fail-on", "info")[0] == 1
+
+
+def test_clean_input_exits_zero(tmp_path, capsys):
+    path = tmp_path / "clean.json"
+    path.write_text(json.dumps(nsg([rule("https", 100, "443", "Internet")])))
+    code, out, _ = run(capsys, "scan", str(path))
+    assert code == 0 and "No findings." in out and "1 NSGs, 1 compliant (100.0%)" in out
+
+
+def test_bad_input_exit_2_names_file_nsg_and_rule(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(nsg([rule("a", 100)])))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([nsg([rule("ok", 100)], name="fine"),
+                               nsg([rule("broken", 100, "22-")], name="gpu-nsg")]))
+    code, out, err = run(capsys, "scan", str(good), str(bad), "--format", "json")
+    assert code == 2 and out == ""
+    assert f"file {bad}, NSG gpu-nsg, rule broken: invalid port '22-'" in err
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ('"a string"', "expected an NSG"),
+    ('[{"properties": {}}]', "NSG #1: missing required field 'name'"),
+    ('{"value": {}}', "field 'value' must be a list"),
+])
+def test_malformed_files(tmp_path, capsys, content, message):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    code, _, err = run(capsys, "scan", str(path))
+    assert code == 2 and message in err and str(path) in err
+
+
+def test_missing_file(capsys):
+    code, _, err = run(capsys, "scan", "does-not-exist.json")
+    assert code == 2 and "does-not-exist.json" in err and "cannot read" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--ports", "3389,abc"], "--ports: 'abc' is not a port number"),
+    (["--ssh-ports", "70000"], "--ssh-ports: '70000' is not a port number"),
+    (["--ssh-ports", "3389"], "listed both as SSH ports and as management ports"),
+    (["--ports", "22"], "port 22 is always watched"),
+])
+def test_bad_options(capsys, argv, message):
+    code, _, err = run(capsys, "scan", "examples/estate.json", *argv)
+    assert code == 2 and message in err
+
+
+def test_ports_option_changes_what_is_watched(capsys):
+    _, out, _ = run(capsys, "scan", "examples/estate.json", "--ports", "", "--format", "json")
+    assert {f["port"] for f in json.loads(out)["findings"]} == {22}
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "shared", "scan", "examples/estate.json", "--format", "json"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and json.loads(proc.stdout)["summary"]["nsgs"] == 10
