@@ -18,6 +18,37 @@ import pytest
 
 from .server import LocalAzure
 
+def rule_body(priority: int = 100, port: str = "22", source: str = "*", **extra: Any) -> dict[str, Any]:
+    """``properties`` of an inbound TCP Allow rule (SSH from anywhere by default); ``extra`` overrides fields."""
+    props = {
+        "protocol": "Tcp",
+        "sourcePortRange": "*",
+        "destinationPortRange": port,
+        "sourceAddressPrefix": source,
+        "destinationAddressPrefix": "*",
+        "access": "Allow",
+        "priority": priority,
+        "direction": "Inbound",
+    }
+    props.update(extra)
+    return props
+
+
+def nsg_body(
+    sub: str, rg: str, name: str, rules: list[tuple[str, dict[str, Any]]] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """A minimal ARM NSG body for :meth:`LocalAzure.seed_nsg`; ``rules`` = [(name, properties), ...]."""
+    body = {
+        "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkSecurityGroups/{name}",
+        "name": name,
+        "location": "westeurope",
+        "tags": {"owner": "team-a"},
+        "properties": {"securityRules": [{"name": n, "properties": p} for n, p in (rules or [])]},
+    }
+    body.update(extra)
+    return body
+
+
 DEFAULT_OPTIONS: dict[str, Any] = {"page_size": 50, "lro_polls": 1, "lro_retry_after": 0.01}
 
 
