@@ -26,6 +26,7 @@ from .ingestion import DEFAULT_DCR_ID, IngestionStore
 from .tls import CertFiles, make_self_signed, server_context
 from .validation import ArmError
 
+_ANY = object()
 DEFAULT_TENANT = "00000000-0000-0000-0000-00000000cafe"
 
 
@@ -35,7 +36,7 @@ class RequestRecord:
     path: str
     kind: str  # route kind, e.g. "arm.get"
     resource: str  # "nsg" | "rule" | "nsgs" | "rules" | "operation" | "graph" | "ingest" | "unknown"
-    status: int | None  # None when the connection was dropped
+    status: int | None  # None while in flight or when the connection was dropped
     authorized: bool
 
 
@@ -138,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
     server_version = "localazure/1.0"
+    _rec: RequestRecord | None = None
+    _kind: str | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet by default
         if self.server.azure.verbose:
@@ -164,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = dict(headers or {})
         if self._kind == "graph" and "x-ms-user-quota-remaining" not in headers:
             headers.update(self.server.azure.graph.quota_headers(count=False)[0])
+        if self._rec is not None:
+            self._rec.status = status  # before the client can see the response
         self.send_response(status)
         self.send_header("x-ms-request-id", str(uuid.uuid4()))
         self.send_header("x-ms-correlation-request-id", str(uuid.uuid4()))
@@ -175,7 +180,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if data and self.command != "HEAD":
             self.wfile.write(data)
-        self._status = status
 
     def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -200,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
     # --- dispatch ---
     def _dispatch(self) -> None:
         azure = self.server.azure
-        self._status = None
+        self._rec = None
         self._kind = None
         split = urlsplit(self.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -210,6 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._kind = kind
         resource = r.resource if r else "unknown"
         authorized = self.headers.get("Authorization", "") == f"Bearer {azure.token}"
+        self._rec = RequestRecord(self.command, split.path, kind, resource, None, authorized)
+        azure._record(self._rec)
         info = RequestInfo(self.command, split.path, kind, query, body)
         if r and "name" in r.params:
             info.nsg_id = nsg_id(r.params["sub"], r.params["rg"], r.params["name"])
@@ -274,8 +280,6 @@ class _Handler(BaseHTTPRequestHandler):
                 raise
         except _DropConnection:
             pass
-        finally:
-            azure._record(RequestRecord(self.command, split.path, kind, resource, self._status, authorized))
 
     def base_url(self) -> str:
         return f"https://{self.headers.get('Host') or self.server.azure.host_port}"
@@ -482,9 +486,12 @@ class LocalAzure:
         method: str | None = None,
         resource: str | None = None,
         path_contains: str | None = None,
-        status: int | None = None,
+        status: int | object | None = _ANY,
     ) -> int:
-        """Number of requests received (including faulted/failed ones) matching all given filters."""
+        """Number of requests received (including faulted/failed ones) matching all given filters.
+
+        ``status=None`` counts dropped connections (no response was sent).
+        """
         with self._req_lock:
             recs = list(self.requests)
         return sum(
@@ -494,7 +501,7 @@ class LocalAzure:
             and (method is None or r.method == method.upper())
             and (resource is None or r.resource == resource)
             and (path_contains is None or path_contains.lower() in r.path.lower())
-            and (status is None or r.status == status)
+            and (status is _ANY or r.status == status)
         )
 
     @property

@@ -16,10 +16,15 @@ from typing import Any
 
 import pytest
 
+from .arm import nsg_id
 from .server import LocalAzure
 
+
 def rule_body(priority: int = 100, port: str = "22", source: str = "*", **extra: Any) -> dict[str, Any]:
-    """``properties`` of an inbound TCP Allow rule (SSH from anywhere by default); ``extra`` overrides fields."""
+    """``properties`` of an inbound TCP Allow rule (SSH from anywhere by default).
+
+    ``extra`` overrides or adds fields.
+    """
     props = {
         "protocol": "Tcp",
         "sourcePortRange": "*",
@@ -39,7 +44,7 @@ def nsg_body(
 ) -> dict[str, Any]:
     """A minimal ARM NSG body for :meth:`LocalAzure.seed_nsg`; ``rules`` = [(name, properties), ...]."""
     body = {
-        "id": f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/networkSecurityGroups/{name}",
+        "id": nsg_id(sub, rg, name),
         "name": name,
         "location": "westeurope",
         "tags": {"owner": "team-a"},

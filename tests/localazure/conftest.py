@@ -16,6 +16,6 @@ from localazure.testing import (  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
-def seeded(local_azure: Any) -> str:
+def seeded(local_azure: Any) -> str:  # noqa: F811
     """One NSG ``sub1/rg1/nsg1`` with an SSH-from-anywhere rule; returns its id."""
     return local_azure.seed_nsg(nsg_body("sub1", "rg1", "nsg1", [("ssh", rule_body())]))

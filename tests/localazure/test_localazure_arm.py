@@ -16,9 +16,9 @@ REFERENCE_DIR = "/work/shared/azure-reference"
 
 
 def _rule(name: str | None = None, **props: Any) -> SecurityRule:
-    return SecurityRule({"name": name, "properties": rule_body(**props)} if name else {
-        "properties": rule_body(**props)
-    })
+    return SecurityRule(
+        {"name": name, "properties": rule_body(**props)} if name else {"properties": rule_body(**props)}
+    )
 
 
 def test_nsg_create_get_update_delete_with_lro(local_azure, network_client):
@@ -59,10 +59,14 @@ def test_put_returns_201_then_200_and_updating_state(local_azure, network_client
         statuses.append(pipeline_response.http_response.status_code)
         return deserialized
 
-    poller = network_client.network_security_groups.begin_create_or_update("rg1", "n", body, polling=False, cls=raw)
+    poller = network_client.network_security_groups.begin_create_or_update(
+        "rg1", "n", body, polling=False, cls=raw
+    )
     initial = poller.result()
     assert initial.provisioning_state == "Updating"
-    network_client.network_security_groups.begin_create_or_update("rg1", "n", body, polling=False, cls=raw).result()
+    network_client.network_security_groups.begin_create_or_update(
+        "rg1", "n", body, polling=False, cls=raw
+    ).result()
     assert statuses == [201, 200]
 
 
@@ -144,14 +148,20 @@ def test_paths_are_case_insensitive_and_ids_keep_creation_casing(local_azure):
     local_azure.seed_nsg(nsg_body("Sub-A", "My-RG", "Web-NSG", [("SSH", rule_body())]))
     client = local_azure.network_client("sub-a")
     got = client.network_security_groups.get("my-rg", "web-nsg")
-    assert got.id == "/subscriptions/Sub-A/resourceGroups/My-RG/providers/Microsoft.Network/networkSecurityGroups/Web-NSG"
+    assert (
+        got.id
+        == "/subscriptions/Sub-A/resourceGroups/My-RG/providers/"
+        + "Microsoft.Network/networkSecurityGroups/Web-NSG"
+    )
     assert client.security_rules.get("MY-RG", "WEB-NSG", "ssh").name == "SSH"
     session = requests.Session()
     url = (
         f"{local_azure.url}/SUBSCRIPTIONS/sub-a/resourcegroups/my-rg/PROVIDERS/microsoft.network/"
         "networksecuritygroups/web-nsg?api-version=2024-05-01"
     )
-    resp = session.get(url, headers={"Authorization": f"Bearer {local_azure.token}"}, verify=local_azure.ca_path)
+    resp = session.get(
+        url, headers={"Authorization": f"Bearer {local_azure.token}"}, verify=local_azure.ca_path
+    )
     assert resp.status_code == 200 and resp.json()["name"] == "Web-NSG"
 
 
@@ -171,7 +181,12 @@ def test_get_body_matches_reference_shape(local_azure, network_client):
     assert rule["type"] == "Microsoft.Network/networkSecurityGroups/securityRules"
     for k, v in ref["properties"]["securityRules"][0]["properties"].items():
         assert rule["properties"][k] == v
-    for plural in ("sourcePortRanges", "destinationPortRanges", "sourceAddressPrefixes", "destinationAddressPrefixes"):
+    for plural in (
+        "sourcePortRanges",
+        "destinationPortRanges",
+        "sourceAddressPrefixes",
+        "destinationAddressPrefixes",
+    ):
         assert rule["properties"][plural] == []
     defaults = body["properties"]["defaultSecurityRules"]
     ref_defaults = ref["properties"]["defaultSecurityRules"]
@@ -197,17 +212,33 @@ BAD_RULES = [
     ("port too big", {"destinationPortRange": "70000"}, "SecurityRuleInvalidPortRange"),
     ("port not a number", {"destinationPortRange": "abc"}, "SecurityRuleInvalidPortRange"),
     ("port range reversed", {"destinationPortRange": "30-20"}, "SecurityRuleInvalidPortRange"),
-    ("port list item bad", {"destinationPortRange": None, "destinationPortRanges": ["22", "x"]},
-     "SecurityRuleInvalidPortRange"),
+    (
+        "port list item bad",
+        {"destinationPortRange": None, "destinationPortRanges": ["22", "x"]},
+        "SecurityRuleInvalidPortRange",
+    ),
     ("priority too low", {"priority": 99}, "SecurityRuleInvalidPriority"),
     ("priority too high", {"priority": 4097}, "SecurityRuleInvalidPriority"),
-    ("star in prefix list", {"sourceAddressPrefix": None, "sourceAddressPrefixes": ["10.0.0.0/8", "*"]},
-     "SecurityRuleParameterContainsUnsupportedValue"),
-    ("tag in prefix list", {"sourceAddressPrefix": None, "sourceAddressPrefixes": ["Internet"]},
-     "SecurityRuleParameterContainsUnsupportedValue"),
-    ("star in port list", {"destinationPortRange": None, "destinationPortRanges": ["*"]},
-     "SecurityRuleParameterContainsUnsupportedValue"),
-    ("single and plural", {"sourceAddressPrefixes": ["10.0.0.0/8"]}, "SecurityRuleParameterContainsUnsupportedValue"),
+    (
+        "star in prefix list",
+        {"sourceAddressPrefix": None, "sourceAddressPrefixes": ["10.0.0.0/8", "*"]},
+        "SecurityRuleParameterContainsUnsupportedValue",
+    ),
+    (
+        "tag in prefix list",
+        {"sourceAddressPrefix": None, "sourceAddressPrefixes": ["Internet"]},
+        "SecurityRuleParameterContainsUnsupportedValue",
+    ),
+    (
+        "star in port list",
+        {"destinationPortRange": None, "destinationPortRanges": ["*"]},
+        "SecurityRuleParameterContainsUnsupportedValue",
+    ),
+    (
+        "single and plural",
+        {"sourceAddressPrefixes": ["10.0.0.0/8"]},
+        "SecurityRuleParameterContainsUnsupportedValue",
+    ),
     ("bad prefix", {"sourceAddressPrefix": "10.0.0.300/8"}, "SecurityRuleInvalidAddressPrefix"),
     ("unknown tag", {"sourceAddressPrefix": "Internets"}, "SecurityRuleInvalidAddressPrefix"),
     ("no source", {"sourceAddressPrefix": None}, "SecurityRuleParametersMissing"),
