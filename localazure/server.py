@@ -47,17 +47,22 @@ class Route:
     params: dict[str, str]
 
 
-def retry_headers(seconds: float) -> dict[str, str]:
-    """Whole seconds -> ``Retry-After: N``; sub-second -> ``retry-after-ms: N`` (no Retry-After).
+def retry_headers(seconds: float, *, lro: bool = False) -> dict[str, str]:
+    """Headers telling the client how long to wait.
 
-    Why: the generated mgmt SDKs deserialize ``Retry-After`` of LRO responses as ``int`` (``"0.01"`` raises
-    ValueError), and azure-core treats ``Retry-After: 0`` as "absent" and falls back to the client's
-    ``polling_interval`` (default 30 s). ``retry-after-ms`` is read by azure-core's ``get_retry_after`` when
-    ``Retry-After`` is missing, so tiny delays work with clients built with default settings.
+    Whole seconds (>= 1) -> ``Retry-After: N``. Sub-second values (fast tests):
+
+    * error responses (429/5xx faults): ``Retry-After: 0.05`` -- azure-core parses floats, and a POST is only
+      retried on 429 when a ``Retry-After`` header is present at all;
+    * LRO responses: ``retry-after-ms: N`` instead, because the generated mgmt SDKs deserialize the LRO
+      ``Retry-After`` as ``int`` (``"0.01"`` raises ValueError) and azure-core treats ``Retry-After: 0`` as
+      "absent", falling back to the client's ``polling_interval`` (default 30 s).
     """
     if float(seconds).is_integer() and seconds >= 1:
         return {"Retry-After": str(int(seconds))}
-    return {"retry-after-ms": str(max(1, round(seconds * 1000)))}
+    if lro:
+        return {"retry-after-ms": str(max(1, round(seconds * 1000)))}
+    return {"Retry-After": f"{max(0.0, seconds):g}"}
 
 
 def route(method: str, path: str) -> Route | None:
@@ -529,7 +534,7 @@ class LocalAzure:
         if with_location:
             headers["Location"] = f"{base}/operationResults/{op.id}{q}"
         if self.lro_retry_after is not None:
-            headers.update(retry_headers(self.lro_retry_after))
+            headers.update(retry_headers(self.lro_retry_after, lro=True))
         return headers
 
     @staticmethod
@@ -623,7 +628,7 @@ class LocalAzure:
         op = self.network.poll(r.params["op"])
         headers = {}
         if op.status == "InProgress" and self.lro_retry_after is not None:
-            headers.update(retry_headers(self.lro_retry_after))
+            headers.update(retry_headers(self.lro_retry_after, lro=True))
         if r.resource == "operationresult":  # the Location URL: 202 while running, then 204 / the error
             if op.status == "InProgress":
                 return 202, None, {**headers, "Location": f"{h.base_url()}{h.path}"}
