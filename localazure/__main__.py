@@ -1,0 +1,54 @@
+"""``python -m localazure --port 8443 [--seed FILE] [--data-dir DIR]``: serve until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+from .auth import DEFAULT_TOKEN
+from .server import LocalAzure
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m localazure", description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8443, help="0 = pick a free port")
+    ap.add_argument("--seed", action="append", default=[], help="JSON seed file (repeatable)")
+    ap.add_argument("--data-dir", help="append ingested rows to <dir>/<stream>.jsonl")
+    ap.add_argument("--schema", help="table schema JSON (default shared/schema/findings_table.json)")
+    ap.add_argument("--token", default=DEFAULT_TOKEN)
+    ap.add_argument("--page-size", type=int, default=50)
+    ap.add_argument("--lro-polls", type=int, default=1)
+    ap.add_argument("--verbose", action="store_true", help="log every request")
+    args = ap.parse_args(argv)
+    azure = LocalAzure(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        page_size=args.page_size,
+        lro_polls=args.lro_polls,
+        schema_path=args.schema,
+        data_dir=args.data_dir,
+        verbose=args.verbose,
+    )
+    for path in args.seed:
+        azure.seed_file(path)
+    azure.start()
+    print(f"localazure listening on {azure.url}", flush=True)
+    print(f"  CA certificate : {azure.ca_path}  (pass connection_verify=<this>)")
+    print(f"  bearer token   : {azure.token}")
+    print(f"  DCR id/stream  : {azure.dcr_id} / {azure.stream}")
+    print(f"  NSGs seeded    : {len(azure.nsgs())}")
+    print("Ctrl-C to stop.", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        azure.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
