@@ -168,7 +168,7 @@ def parse_source_token(token: str, extra_tags: frozenset[str] = frozenset()) -> 
         return SourceToken(text, KIND_BROAD_TAG if is_public_broad_tag(text) else KIND_TAG)
     raise InputError(
         f"unknown source {token!r}: expected '*', 'Any', 'Internet', an IP/CIDR or a service tag "
-        "(add organisation-specific tags with the EXTRA_SERVICE_TAGS setting)"
+        "(accept organisation-specific tags with --extra-tags / EXTRA_SERVICE_TAGS)"
     )
 
 

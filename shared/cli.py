@@ -20,12 +20,15 @@ def _add_policy_options(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s; '' for none)")
     p.add_argument("--ssh-ports", default="",
                    help="the organisation's own SSH ports (kind ssh-custom), comma separated, e.g. 2222")
+    p.add_argument("--extra-tags", default="", metavar="TAGS",
+                   help="organisation-specific service tags to accept as (non-public) sources, comma separated")
 
 
 def policy_from_args(args: argparse.Namespace) -> Policy:
     ssh = parse_port_list(args.ssh_ports, "--ssh-ports")
     mgmt = parse_port_list(args.ports, "--ports")
-    return Policy(watched=watched_ports(ssh, mgmt))
+    extra = frozenset(t.strip().lower() for t in args.extra_tags.split(",") if t.strip())
+    return Policy(watched=watched_ports(ssh, mgmt), extra_service_tags=extra)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -217,7 +217,8 @@ _DIRECTIONS = {"inbound": INBOUND, "outbound": OUTBOUND}
 _ACCESS = {"allow": ALLOW, "deny": DENY}
 
 
-def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool = False) -> Rule:
+def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool = False,
+               extra_tags: frozenset[str] = frozenset()) -> Rule:
     """Parse one rule in ARM shape (``properties`` nested) or ``az`` shape (``flattened=True``)."""
     if not isinstance(obj, Mapping):
         raise InputError(f"a security rule must be an object, got {type(obj).__name__}")
@@ -236,13 +237,13 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
             unknown |= set(props) - RULE_PROPERTY_KEYS
         if unknown:
             raise InputError(f"unknown field(s) {sorted(unknown)}: NSG Guard will not guess what they mean")
-        return _build_rule(name, obj, props, nsg_id=nsg_id, default=default)
+        return _build_rule(name, obj, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
     except InputError as exc:
         raise exc.located(rule=name) from None
 
 
 def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], *, nsg_id: str,
-                default: bool) -> Rule:
+                default: bool, extra_tags: frozenset[str]) -> Rule:
     # Hot path of every sweep (one call per rule): plain lookups first, helpers only to explain errors.
     get = props.get
     rule_id = envelope.get("id")
@@ -298,9 +299,9 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
                          "'sourceApplicationSecurityGroups'")
     if src_plural:
         tokens = dict.fromkeys(((src_single,) if src_single is not None else ()) + src_plural)
-        sources = tuple(parse_source_token(t) for t in tokens)
+        sources = tuple(parse_source_token(t, extra_tags) for t in tokens)
     else:
-        sources = (parse_source_token(src_single),) if src_single is not None else ()
+        sources = (parse_source_token(src_single, extra_tags),) if src_single is not None else ()
     return _make_rule(  # positional, in Rule's field order
         name, rule_id, priority, direction, access, protocol, sources, destination_ports,
         src_single, src_plural, src_asgs, src_port_single, src_port_plural, dst_single, dst_plural,
@@ -318,7 +319,7 @@ def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), v) for k, v in value.items()))
 
 
-def parse_nsg(obj: Any) -> Nsg:
+def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset()) -> Nsg:
     """Parse one NSG in ARM/Resource Graph shape, ``az`` CLI shape, or an azure-mgmt-network model."""
     # azure-mgmt-network >= 26 models are Mappings in REST shape already; older (msrest) models
     # serialize to that shape. Either way one parser serves every source.
@@ -349,8 +350,9 @@ def parse_nsg(obj: Any) -> Nsg:
         if not isinstance(raw_defaults, list):
             raise InputError("field 'defaultSecurityRules' must be a list")
         ids = split_resource_id(nsg_id)
-        rules = tuple(parse_rule(r, nsg_id=nsg_id, flattened=flattened) for r in raw_rules)
-        defaults = tuple(parse_rule(r, nsg_id=nsg_id, default=True, flattened=flattened)
+        rules = tuple(parse_rule(r, nsg_id=nsg_id, flattened=flattened, extra_tags=extra_tags)
+                      for r in raw_rules)
+        defaults = tuple(parse_rule(r, nsg_id=nsg_id, default=True, flattened=flattened, extra_tags=extra_tags)
                          for r in raw_defaults)
         _check_unique_priorities(rules)
         sub = obj.get("subscriptionId") or ids.get("subscriptions", "")
@@ -401,5 +403,5 @@ def iter_nsg_documents(data: Any) -> Iterator[Any]:
     raise InputError(f"expected an NSG, a list of NSGs or a page of NSGs, got {type(data).__name__}")
 
 
-def parse_document(data: Any) -> list[Nsg]:
-    return [parse_nsg(item) for item in iter_nsg_documents(data)]
+def parse_document(data: Any, extra_tags: frozenset[str] = frozenset()) -> list[Nsg]:
+    return [parse_nsg(item, extra_tags) for item in iter_nsg_documents(data)]

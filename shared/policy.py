@@ -64,6 +64,7 @@ class Policy:
 
     watched: tuple[WatchedPort, ...] = field(default_factory=watched_ports)
     public: AddressSet = DEFAULT_PUBLIC
+    extra_service_tags: frozenset[str] = frozenset()
 
     def kind_of(self, port: int) -> str:
         for wp in self.watched:

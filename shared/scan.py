@@ -36,7 +36,7 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError]) -
             continue
         for index, item in enumerate(items):
             try:
-                nsg = parse_nsg(item)
+                nsg = parse_nsg(item, engine.policy.extra_service_tags)
             except InputError as exc:
                 located = exc.located(source=path)
                 if located.nsg in (None, "<unnamed>"):

@@ -163,3 +163,11 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "shared", "scan", "examples/estate.json", "--format", "json"],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and json.loads(proc.stdout)["summary"]["nsgs"] == 10
+
+
+def test_extra_tags_option(tmp_path, capsys):
+    path = tmp_path / "corp.json"
+    path.write_text(json.dumps(nsg([rule("corp", 100, "22", "CorpEgress")])))
+    code, _, err = run(capsys, "scan", str(path))
+    assert code == 2 and "unknown source 'CorpEgress'" in err
+    assert run(capsys, "scan", str(path), "--extra-tags", "CorpEgress")[0] == 0

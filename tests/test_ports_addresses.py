@@ -52,6 +52,8 @@ def test_unknown_source_tokens_are_input_errors(token):
 
 def test_extra_service_tags_are_accepted_when_configured():
     assert parse_source_token("CorpEgress", frozenset({"corpegress"})).kind == KIND_TAG
+    with pytest.raises(InputError, match="--extra-tags"):
+        parse_source_token("CorpEgress")
 
 
 @pytest.mark.parametrize(("address", "public"), [

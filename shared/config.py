@@ -1,0 +1,179 @@
+"""Settings from environment variables, validated once at first use (never at import time).
+
+Every setting the app reads is here, with its default; README "Settings" and infra/ mirror this list.
+A bad value is a :class:`ConfigError` that names the variable: the app refuses to run half-configured.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from shared.addresses import DEFAULT_PUBLIC, AddressSet, parse_cidr, public_space
+from shared.errors import ConfigError, InputError
+from shared.policy import DEFAULT_MANAGEMENT_PORTS, Policy, parse_port_list, watched_ports
+
+AUTH_MODES = ("managed-identity", "default", "local")
+REVERT_MODES = ("off", "dry-run", "enforce")
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+DEFAULT_STREAM = "Custom-NsgGuardFindings"
+_TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    auth: str = "managed-identity"
+    client_id: str | None = None
+    local_token: str | None = None
+    ca_bundle: str | None = None
+    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
+    logs_endpoint: str | None = None
+    dcr_immutable_id: str | None = None
+    stream_name: str = DEFAULT_STREAM
+    ssh_ports: tuple[int, ...] = ()
+    management_ports: tuple[int, ...] = DEFAULT_MANAGEMENT_PORTS
+    extra_service_tags: frozenset[str] = frozenset()
+    extra_private_ranges: tuple[str, ...] = ()
+    revert_mode: str = "off"
+    revert_max_changes: int = 10
+    revert_port_kinds: tuple[str, ...] = ("ssh",)
+    exempt_tag: str = "nsg-guard-exempt"
+    owner_tag: str = "owner"
+    sweep_subscriptions: tuple[str, ...] = ()
+    sweep_management_groups: tuple[str, ...] = ()
+    outbox_blob_endpoint: str | None = None
+    outbox_container: str = "nsg-guard-outbox"
+    deadletter_container: str = "eventgrid-deadletter"
+    storage_connection_string: str | None = field(default=None, repr=False)
+    arm_retry_total: int = 3
+    public: AddressSet = field(default=DEFAULT_PUBLIC, repr=False)
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(watched=watched_ports(self.ssh_ports, self.management_ports), public=self.public,
+                      extra_service_tags=self.extra_service_tags)
+
+    @property
+    def local(self) -> bool:
+        return self.auth == "local"
+
+    def require_ingestion(self) -> tuple[str, str, str]:
+        """Endpoint, DCR id and stream, or a ConfigError naming what is missing."""
+        missing = [name for name, value in (("LOGS_INGESTION_ENDPOINT", self.logs_endpoint),
+                                            ("LOGS_DCR_IMMUTABLE_ID", self.dcr_immutable_id)) if not value]
+        if missing:
+            raise ConfigError(f"Log Analytics ingestion is not configured: set {', '.join(missing)}")
+        return self.logs_endpoint, self.dcr_immutable_id, self.stream_name  # type: ignore[return-value]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def get(name: str, default: str = "") -> str:
+            return env.get(name, default).strip()
+
+        def choice(name: str, choices: tuple[str, ...], default: str) -> str:
+            value = get(name, default).lower() or default
+            if value not in choices:
+                problems.append(f"{name}={value!r}: expected one of {', '.join(choices)}")
+                return default
+            return value
+
+        def ports(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+            if name not in env:
+                return default
+            try:
+                return parse_port_list(env[name], name)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                return default
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            text = get(name)
+            if not text:
+                return default
+            if not text.isdigit() or not low <= int(text) <= high:
+                problems.append(f"{name}={text!r}: expected a whole number from {low} to {high}")
+                return default
+            return int(text)
+
+        def csv(name: str) -> tuple[str, ...]:
+            return tuple(p.strip() for p in get(name).split(",") if p.strip())
+
+        def url(name: str, default: str | None = None) -> str | None:
+            value = get(name) or default
+            if value is None:
+                return None
+            parsed = urlparse(value)
+            if parsed.scheme not in ("https", "http") or not parsed.netloc:
+                problems.append(f"{name}={value!r}: expected an https:// URL")
+                return None
+            return value.rstrip("/")
+
+        auth = choice("NSG_GUARD_AUTH", AUTH_MODES, "managed-identity")
+        ssh = ports("SSH_PORTS", ())
+        mgmt = ports("MANAGEMENT_PORTS", DEFAULT_MANAGEMENT_PORTS)
+        try:
+            watched_ports(ssh, mgmt)
+        except ConfigError as exc:
+            problems.append(f"SSH_PORTS/MANAGEMENT_PORTS: {exc}")
+        kinds = tuple(k.lower() for k in csv("REVERT_PORT_KINDS")) or ("ssh",)
+        for kind in kinds:
+            if kind not in ("ssh", "ssh-custom", "management"):
+                problems.append(f"REVERT_PORT_KINDS: {kind!r} is not one of ssh, ssh-custom, management")
+        private = csv("EXTRA_PRIVATE_RANGES")
+        public = DEFAULT_PUBLIC
+        try:
+            for cidr in private:
+                parse_cidr(cidr)
+            public = public_space(private) if private else DEFAULT_PUBLIC
+        except InputError as exc:
+            problems.append(f"EXTRA_PRIVATE_RANGES: {exc}")
+        for tag_setting in ("EXEMPT_TAG", "OWNER_TAG"):
+            if get(tag_setting) and not _TAG_NAME.match(get(tag_setting)):
+                problems.append(f"{tag_setting}={get(tag_setting)!r}: not a valid tag name")
+
+        settings = cls(
+            auth=auth,
+            client_id=get("AZURE_CLIENT_ID") or None,
+            local_token=get("NSG_GUARD_LOCAL_TOKEN") or None,
+            ca_bundle=get("NSG_GUARD_CA_BUNDLE") or None,
+            arm_endpoint=url("ARM_ENDPOINT", DEFAULT_ARM_ENDPOINT) or DEFAULT_ARM_ENDPOINT,
+            logs_endpoint=url("LOGS_INGESTION_ENDPOINT"),
+            dcr_immutable_id=get("LOGS_DCR_IMMUTABLE_ID") or None,
+            stream_name=get("LOGS_STREAM_NAME") or DEFAULT_STREAM,
+            ssh_ports=ssh, management_ports=mgmt,
+            extra_service_tags=frozenset(t.lower() for t in csv("EXTRA_SERVICE_TAGS")),
+            extra_private_ranges=private,
+            revert_mode=choice("REVERT_MODE", REVERT_MODES, "off"),
+            revert_max_changes=integer("REVERT_MAX_CHANGES", 10, 0, 1000),
+            revert_port_kinds=kinds,
+            exempt_tag=get("EXEMPT_TAG") or "nsg-guard-exempt",
+            owner_tag=get("OWNER_TAG") or "owner",
+            sweep_subscriptions=csv("SWEEP_SUBSCRIPTIONS"),
+            sweep_management_groups=csv("SWEEP_MANAGEMENT_GROUPS"),
+            outbox_blob_endpoint=url("OUTBOX_BLOB_ENDPOINT"),
+            outbox_container=get("OUTBOX_CONTAINER") or "nsg-guard-outbox",
+            deadletter_container=get("DEADLETTER_CONTAINER") or "eventgrid-deadletter",
+            storage_connection_string=get("NSG_GUARD_STORAGE_CONNECTION_STRING") or None,
+            arm_retry_total=integer("ARM_RETRY_TOTAL", 3, 0, 20),
+            public=public,
+        )
+        if settings.local:
+            if not settings.local_token:
+                problems.append("NSG_GUARD_AUTH=local needs NSG_GUARD_LOCAL_TOKEN (the stand-ins' static token)")
+            for name, value in (("ARM_ENDPOINT", settings.arm_endpoint),
+                                ("LOGS_INGESTION_ENDPOINT", settings.logs_endpoint),
+                                ("OUTBOX_BLOB_ENDPOINT", settings.outbox_blob_endpoint)):
+                if value and urlparse(value).hostname not in ("127.0.0.1", "localhost", "::1"):
+                    problems.append(f"NSG_GUARD_AUTH=local only talks to loopback stand-ins; {name} is {value}")
+        elif settings.local_token or settings.storage_connection_string:
+            problems.append("NSG_GUARD_LOCAL_TOKEN / NSG_GUARD_STORAGE_CONNECTION_STRING are only for "
+                            "NSG_GUARD_AUTH=local; Azure deployments use managed identity")
+        if problems:
+            raise ConfigError("invalid settings: " + "; ".join(problems))
+        return settings

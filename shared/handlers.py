@@ -1,0 +1,85 @@
+"""Use cases: what happens when an NSG changes. Thin over the pure core, independent of Azure SDKs.
+
+Rules of thumb (docs §3): the event is a pointer, so the NSG is always re-read (exactly one GET);
+transient failures raise so Event Grid redelivers; permanent ones are recorded and acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import InputError
+from shared.events import Ignored, NsgChange, parse_event
+from shared.interfaces import NsgNotFound, NsgReader, RowSink
+from shared.policy import Engine
+from shared.rows import RowContext, evaluation_row, finding_row, validate_rows
+
+log = logging.getLogger("nsg_guard.handlers")
+
+
+@dataclass
+class EventDeps:
+    """What the event handler needs; built once per worker by ``shared.azure.wiring``."""
+
+    reader: NsgReader
+    sink: RowSink
+    engine: Engine
+    owner_tag: str = "owner"
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    status: str  # evaluated | nsg-gone | invalid-nsg | ignored | rejected
+    event_id: str | None
+    reason: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
+    """Evaluate the NSG an event points at and record the result.
+
+    Returns an outcome for acknowledged events (including malformed and ignored ones); raises
+    :class:`shared.errors.TransientError` when the work must be redelivered.
+    """
+    try:
+        change = parse_event(raw_event)
+    except InputError as exc:
+        log.error("rejected malformed event: %s", exc)
+        return EventOutcome("rejected", None, str(exc))
+    if isinstance(change, Ignored):
+        log.info("ignored event %s: %s", change.event_id, change.reason)
+        return EventOutcome("ignored", change.event_id, change.reason)
+
+    ctx = RowContext(trigger="event", run_id=change.event_id, event_id=change.event_id,
+                     correlation_id=change.correlation_id, actor=change.actor, owner_tag=deps.owner_tag)
+    outcome = _evaluate(change, deps, ctx)
+    validate_rows(outcome.rows)
+    deps.sink.send(outcome.rows)  # raises TransientError: Event Grid redelivers, rows repeat their RowIds
+    log.info("event %s (%s on %s): %s, %d rows", change.event_id, change.kind, change.nsg_id, outcome.status,
+             len(outcome.rows))
+    return outcome
+
+
+def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext) -> EventOutcome:
+    details = {"operation": change.operation, "resourceId": change.resource_id}
+    if change.nsg_deleted:
+        row = evaluation_row(ctx, None, (), nsg_id=change.nsg_id, status="Deleted", details=details)
+        return EventOutcome("nsg-gone", change.event_id, "NSG deleted: its findings are resolved", [row])
+    try:
+        nsg = deps.reader.get_nsg(change.nsg_id)
+    except NsgNotFound:
+        details["note"] = "NSG not found when read after the event: deleted since"
+        row = evaluation_row(ctx, None, (), nsg_id=change.nsg_id, status="Deleted", details=details)
+        return EventOutcome("nsg-gone", change.event_id, "NSG no longer exists", [row])
+    except InputError as exc:
+        # Azure returned something we refuse to guess about: make it visible in the table and alertable.
+        log.error("cannot evaluate %s: %s", change.nsg_id, exc)
+        details["error"] = str(exc)
+        row = evaluation_row(ctx, None, (), nsg_id=change.nsg_id, status="Error", details=details)
+        return EventOutcome("invalid-nsg", change.event_id, str(exc), [row])
+    evaluation = deps.engine.evaluate(nsg)
+    rows = [finding_row(f, ctx) for f in evaluation.findings]
+    rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
+    return EventOutcome("evaluated", change.event_id, "", rows)
