@@ -1,9 +1,20 @@
 """Azure Functions entry point (Python v2 model): a routing table from triggers to ``shared.handlers``.
 
-Nothing here creates clients or imports Azure SDKs at import time; the worker imports this module on
-every cold start.
+Nothing here creates clients or imports Azure SDKs beyond ``azure.functions``: the worker imports this
+module on every cold start, and the adapters are built on the first invocation.
 """
 
 import azure.functions as func
 
+from shared.handlers import handle_nsg_event
+
 app = func.FunctionApp()
+
+
+@app.function_name("on_nsg_change")
+@app.event_grid_trigger(arg_name="event")
+def on_nsg_change(event: func.EventGridEvent) -> None:
+    """Every NSG write/delete: re-read the NSG, evaluate it, record findings (raises to get redelivered)."""
+    from shared.azure.wiring import event_deps
+
+    handle_nsg_event(event, event_deps())

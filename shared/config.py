@@ -48,7 +48,8 @@ class Settings:
     outbox_container: str = "nsg-guard-outbox"
     deadletter_container: str = "eventgrid-deadletter"
     storage_connection_string: str | None = field(default=None, repr=False)
-    arm_retry_total: int = 3
+    retry_total: int = 3
+    retry_backoff: float = 0.8
     public: AddressSet = field(default=DEFAULT_PUBLIC, repr=False)
 
     @property
@@ -115,6 +116,15 @@ class Settings:
             return value.rstrip("/")
 
         auth = choice("NSG_GUARD_AUTH", AUTH_MODES, "managed-identity")
+        backoff = 0.8
+        if get("SDK_RETRY_BACKOFF"):
+            try:
+                backoff = float(get("SDK_RETRY_BACKOFF"))
+                if not 0 <= backoff <= 60:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"SDK_RETRY_BACKOFF={get('SDK_RETRY_BACKOFF')!r}: expected seconds from 0 to 60")
+                backoff = 0.8
         ssh = ports("SSH_PORTS", ())
         mgmt = ports("MANAGEMENT_PORTS", DEFAULT_MANAGEMENT_PORTS)
         try:
@@ -160,7 +170,8 @@ class Settings:
             outbox_container=get("OUTBOX_CONTAINER") or "nsg-guard-outbox",
             deadletter_container=get("DEADLETTER_CONTAINER") or "eventgrid-deadletter",
             storage_connection_string=get("NSG_GUARD_STORAGE_CONNECTION_STRING") or None,
-            arm_retry_total=integer("ARM_RETRY_TOTAL", 3, 0, 20),
+            retry_total=integer("SDK_RETRY_TOTAL", 3, 0, 20),
+            retry_backoff=backoff,
             public=public,
         )
         if settings.local:

@@ -51,7 +51,8 @@ def make_credential(settings: Settings) -> Any:
 
 def client_kwargs(settings: Settings) -> dict[str, Any]:
     """Transport options shared by every SDK client (TLS trust for the local stand-ins)."""
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"retry_total": settings.retry_total,
+                              "retry_backoff_factor": settings.retry_backoff}
     if settings.ca_bundle:
         kwargs["connection_verify"] = settings.ca_bundle
     return kwargs
