@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from localazure.testing import local_azure, local_azure_options  # noqa: F401  (fixtures)
 from localazure.server import LocalAzure
+from localazure.testing import local_azure, local_azure_options  # noqa: F401  (fixtures)
 
 
 @cache
