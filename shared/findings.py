@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.exposure import RuleExposure
@@ -33,6 +34,8 @@ class Finding:
     severity: str
     reason: str
     status: str = STATUS_OPEN
+    # Context added after evaluation (exemption, attachment/effective exposure...): goes to the Details column.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def counts_against_compliance(self) -> bool:

@@ -83,6 +83,8 @@ def finding_row(f: Finding, ctx: RowContext) -> dict[str, Any]:
     owner = f.nsg.tag(ctx.owner_tag)
     if owner:
         row["Owner"] = owner
+    if f.details:
+        row["Details"] = dict(f.details)
     return row
 
 
