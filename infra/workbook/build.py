@@ -90,12 +90,14 @@ def build() -> dict:
             content["timeContextFromParameter"] = "TimeRange"
         else:
             content["timeContext"] = {"durationMs": time * DAY_MS}
-        items.append({
-            "type": 3,
-            "content": content,
-            "customWidth": str(width),
-            "name": file.removesuffix(".kql"),
-        })
+        items.append(
+            {
+                "type": 3,
+                "content": content,
+                "customWidth": str(width),
+                "name": file.removesuffix(".kql"),
+            }
+        )
     return {
         "version": "Notebook/1.0",
         "items": items,

@@ -34,12 +34,30 @@ RULE = NSG + "/securityRules"
 KNOWN_ALIASES = {
     "type",
     f"{NSG}/securityRules[*]",
-    *(f"{NSG}/securityRules[*].{p}" for p in (
-        "access", "direction", "protocol", "destinationPortRange", "destinationPortRanges[*]",
-        "sourceAddressPrefix", "sourceAddressPrefixes[*]")),
-    *(f"{RULE}/{p}" for p in (
-        "access", "direction", "protocol", "destinationPortRange", "destinationPortRanges[*]",
-        "sourceAddressPrefix", "sourceAddressPrefixes[*]")),
+    *(
+        f"{NSG}/securityRules[*].{p}"
+        for p in (
+            "access",
+            "direction",
+            "protocol",
+            "destinationPortRange",
+            "destinationPortRanges[*]",
+            "sourceAddressPrefix",
+            "sourceAddressPrefixes[*]",
+        )
+    ),
+    *(
+        f"{RULE}/{p}"
+        for p in (
+            "access",
+            "direction",
+            "protocol",
+            "destinationPortRange",
+            "destinationPortRanges[*]",
+            "sourceAddressPrefix",
+            "sourceAddressPrefixes[*]",
+        )
+    ),
 }
 
 
@@ -51,6 +69,7 @@ def load_policy() -> dict:
 # Alias resolution
 # --------------------------------------------------------------------------------------------------
 
+
 def _resolve_alias(resource: dict, alias: str, scope: dict[str, object]):
     """Value of an alias for a resource; `scope` maps array-alias prefixes bound by an enclosing count."""
     if alias == "type":
@@ -60,7 +79,7 @@ def _resolve_alias(resource: dict, alias: str, scope: dict[str, object]):
         if alias == prefix:
             return scope[prefix]
         if alias.startswith(prefix + "."):
-            rest = alias[len(prefix) + 1:]
+            rest = alias[len(prefix) + 1 :]
             return _walk(scope[prefix], rest)
     if alias.startswith(NSG + "/securityRules[*]"):
         if resource.get("type", "").lower() != NSG.lower():
@@ -68,12 +87,12 @@ def _resolve_alias(resource: dict, alias: str, scope: dict[str, object]):
         rules = resource.get("properties", {}).get("securityRules", [])
         if alias == NSG + "/securityRules[*]":
             return rules
-        rest = alias[len(NSG + "/securityRules[*]."):]
+        rest = alias[len(NSG + "/securityRules[*].") :]
         return [_walk(r, rest) for r in rules]
     if alias.startswith(RULE + "/"):
         if resource.get("type", "").lower() != RULE.lower():
             return None
-        return _walk(resource, alias[len(RULE) + 1:])
+        return _walk(resource, alias[len(RULE) + 1 :])
     raise AssertionError(f"unknown alias {alias}")
 
 
@@ -89,7 +108,9 @@ def _walk(rule: dict, rest: str):
 # Template expressions ("[func(args)]")
 # --------------------------------------------------------------------------------------------------
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<id>[A-Za-z_][A-Za-z0-9_]*)|(?P<p>[(),]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<id>[A-Za-z_][A-Za-z0-9_]*)|(?P<p>[(),]))"
+)
 
 
 def _tokens(text: str):
@@ -210,6 +231,7 @@ def _value(v, ctx):
 # Conditions
 # --------------------------------------------------------------------------------------------------
 
+
 def _norm(v):
     return v.lower() if isinstance(v, str) else v
 
@@ -253,7 +275,11 @@ def evaluate(cond: dict, ctx: dict) -> bool:
         if alias.endswith("[*]") and alias not in ctx["scope"] and isinstance(actual, list):
             # bare [*] outside a count: every member must satisfy (the rule avoids this; modelled anyway)
             return all(_compare(a, cond, ctx) for a in actual)
-        if "[*]." in alias and alias.split("[*].")[0] + "[*]" not in ctx["scope"] and isinstance(actual, list):
+        if (
+            "[*]." in alias
+            and alias.split("[*].")[0] + "[*]" not in ctx["scope"]
+            and isinstance(actual, list)
+        ):
             return all(_compare(a, cond, ctx) for a in actual)
         return _compare(actual, cond, ctx)
     if "value" in cond:
@@ -300,13 +326,29 @@ def flags(resource: dict, params: dict | None = None) -> bool:
 # Cases
 # --------------------------------------------------------------------------------------------------
 
-def rule(name="r", access="Allow", direction="Inbound", protocol="Tcp", port="22", ports=None,
-         src="*", srcs=None, priority=300):
+
+def rule(
+    name="r",
+    access="Allow",
+    direction="Inbound",
+    protocol="Tcp",
+    port="22",
+    ports=None,
+    src="*",
+    srcs=None,
+    priority=300,
+):
     props = {
-        "priority": priority, "access": access, "direction": direction, "protocol": protocol,
-        "sourcePortRange": "*", "destinationAddressPrefix": "*",
-        "sourcePortRanges": [], "destinationPortRanges": list(ports or []),
-        "sourceAddressPrefixes": list(srcs or []), "destinationAddressPrefixes": [],
+        "priority": priority,
+        "access": access,
+        "direction": direction,
+        "protocol": protocol,
+        "sourcePortRange": "*",
+        "destinationAddressPrefix": "*",
+        "sourcePortRanges": [],
+        "destinationPortRanges": list(ports or []),
+        "sourceAddressPrefixes": list(srcs or []),
+        "destinationAddressPrefixes": [],
     }
     if not ports:
         props["destinationPortRange"] = port
@@ -332,8 +374,12 @@ CASES = [
     ("ssh-from-any", {"src": "Any"}, None, True),
     ("ssh-from-ipv4-all", {"src": "0.0.0.0/0"}, None, True),
     ("ssh-from-ipv6-all", {"src": "::/0"}, None, True),
-    ("case-insensitive", {"src": "internet", "protocol": "TCP", "access": "allow", "direction": "inbound"},
-     None, True),
+    (
+        "case-insensitive",
+        {"src": "internet", "protocol": "TCP", "access": "allow", "direction": "inbound"},
+        None,
+        True,
+    ),
     ("protocol-any", {"protocol": "*"}, None, True),
     ("protocol-udp", {"protocol": "Udp"}, None, False),
     ("deny-rule", {"access": "Deny"}, None, False),
@@ -393,6 +439,7 @@ def test_policy_only_sees_the_rule_not_priority_shadowing():
 # Structure
 # --------------------------------------------------------------------------------------------------
 
+
 def _walk_conditions(node):
     if isinstance(node, dict):
         yield node
@@ -428,8 +475,24 @@ def test_structure_effect_is_parameterised_audit_by_default():
 
 def test_every_expression_parses_and_uses_only_modelled_functions():
     doc = load_policy()
-    modelled = {"if", "and", "or", "parameters", "current", "field", "empty", "equals", "tolower", "split",
-                "first", "last", "int", "lessorequals", "greaterorequals", "not"}
+    modelled = {
+        "if",
+        "and",
+        "or",
+        "parameters",
+        "current",
+        "field",
+        "empty",
+        "equals",
+        "tolower",
+        "split",
+        "first",
+        "last",
+        "int",
+        "lessorequals",
+        "greaterorequals",
+        "not",
+    }
     for c in _walk_conditions(doc["policyRule"]):
         for v in c.values():
             if isinstance(v, str) and v.startswith("["):

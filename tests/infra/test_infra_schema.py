@@ -41,6 +41,7 @@ def schema() -> dict:
 # Always-on checks (no pycep needed)
 # --------------------------------------------------------------------------------------------------
 
+
 def test_schema_file_is_well_formed():
     s = schema()
     assert s["table"].endswith("_CL")
@@ -53,9 +54,25 @@ def test_schema_file_is_well_formed():
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", c["name"]), c["name"]
         assert c.get("description"), c["name"]
     # Columns the KQL, alerts and MTTR depend on.
-    for needed in ("RowId", "RecordType", "FindingId", "Status", "Severity", "Port", "NsgId", "Owner",
-                   "SubscriptionId", "Actor", "ActorType", "Action", "Mode", "Result", "SweepId",
-                   "OpenFindingIds", "Details"):
+    for needed in (
+        "RowId",
+        "RecordType",
+        "FindingId",
+        "Status",
+        "Severity",
+        "Port",
+        "NsgId",
+        "Owner",
+        "SubscriptionId",
+        "Actor",
+        "ActorType",
+        "Action",
+        "Mode",
+        "Result",
+        "SweepId",
+        "OpenFindingIds",
+        "Details",
+    ):
         assert needed in names, needed
 
 
@@ -81,6 +98,7 @@ def test_code_reads_the_same_schema_file():
 # --------------------------------------------------------------------------------------------------
 # pycep: evaluate what monitoring.bicep builds from the schema
 # --------------------------------------------------------------------------------------------------
+
 
 class _Eval:
     """Evaluates the handful of Bicep expression shapes pycep produces that the module uses."""
