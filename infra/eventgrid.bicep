@@ -12,6 +12,9 @@ param storageAccountName string
 param deadLetterContainerName string = 'eventgrid-deadletter'
 @description('Resource id of the user-assigned identity attached to the system topic (dead-letter writer).')
 param eventGridIdentityId string
+@allowed(['AzureFunction', 'WebHook'])
+@description('AzureFunction (default): Event Grid resolves the function and its key itself. WebHook: fallback that posts to the eventgrid extension URL with the eventgrid_extension system key, read at deployment time.')
+param endpointType string = 'AzureFunction'
 @minValue(1)
 @maxValue(30)
 param maxDeliveryAttempts int = 30
@@ -39,18 +42,29 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
 
+var azureFunctionDestination = {
+  endpointType: 'AzureFunction'
+  properties: {
+    resourceId: '${site.id}/functions/${functionName}'
+    maxEventsPerBatch: 1
+    preferredBatchSizeInKilobytes: 64
+  }
+}
+
+var webHookDestination = endpointType == 'WebHook' ? {
+  endpointType: 'WebHook'
+  properties: {
+    endpointUrl: 'https://${site.properties.defaultHostName}/runtime/webhooks/eventgrid?functionName=${functionName}&code=${listKeys('${site.id}/host/default', '2024-04-01').systemKeys.eventgrid_extension}'
+    maxEventsPerBatch: 1
+    preferredBatchSizeInKilobytes: 64
+  }
+} : {}
+
 resource subscriptionToFunction 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: topic
   name: 'nsg-guard-on-nsg-change'
   properties: {
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${site.id}/functions/${functionName}'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
-    }
+    destination: endpointType == 'AzureFunction' ? azureFunctionDestination : webHookDestination
     eventDeliverySchema: 'EventGridSchema'
     filter: {
       includedEventTypes: [

@@ -26,6 +26,7 @@ foreach ($name in $required) {
 $functionName = 'on_nsg_change'
 $waitSeconds = if ($env:NSG_GUARD_FUNCTION_WAIT_SECONDS) { [int]$env:NSG_GUARD_FUNCTION_WAIT_SECONDS } else { 300 }
 $deadline = (Get-Date).AddSeconds($waitSeconds)
+$endpointType = if ($env:NSG_GUARD_EVENTGRID_ENDPOINT_TYPE) { $env:NSG_GUARD_EVENTGRID_ENDPOINT_TYPE } else { 'AzureFunction' }
 $deadLetter = if ($env:DEADLETTER_CONTAINER) { $env:DEADLETTER_CONTAINER } else { 'eventgrid-deadletter' }
 
 Write-Host "postdeploy: waiting for function $functionName in $env:AZURE_FUNCTION_APP_NAME (up to ${waitSeconds}s)"
@@ -52,6 +53,7 @@ az deployment group create `
         "storageAccountName=$env:STORAGE_ACCOUNT_NAME" `
         "deadLetterContainerName=$deadLetter" `
         "eventGridIdentityId=$env:EVENTGRID_IDENTITY_ID" `
+        "endpointType=$endpointType" `
     --output none
 if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
 

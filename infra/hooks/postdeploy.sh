@@ -5,6 +5,7 @@
 # Needs: az CLI logged in; env vars from azd (.azure/<env>/.env) or exported by hand:
 #   AZURE_RESOURCE_GROUP AZURE_FUNCTION_APP_NAME EVENTGRID_SYSTEM_TOPIC_NAME STORAGE_ACCOUNT_NAME
 #   EVENTGRID_IDENTITY_ID [DEADLETTER_CONTAINER] [NSG_GUARD_FUNCTION_WAIT_SECONDS]
+#   [NSG_GUARD_EVENTGRID_ENDPOINT_TYPE=AzureFunction|WebHook]
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -52,6 +53,7 @@ az deployment group create \
       storageAccountName="$STORAGE_ACCOUNT_NAME" \
       deadLetterContainerName="${DEADLETTER_CONTAINER:-eventgrid-deadletter}" \
       eventGridIdentityId="$EVENTGRID_IDENTITY_ID" \
+      endpointType="${NSG_GUARD_EVENTGRID_ENDPOINT_TYPE:-AzureFunction}" \
   --output none
 
 echo "postdeploy: Event Grid subscription nsg-guard-on-nsg-change is in place"

@@ -32,7 +32,8 @@ var roleName = guid(subscription().id, environmentName, 'nsg-guard-app-role')
 resource role 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: roleName
   properties: {
-    roleName: 'NSG Guard app (${environmentName})'
+    // Role names are unique per tenant: qualify with the environment and the subscription.
+    roleName: 'NSG Guard app (${environmentName}, ${take(subscription().subscriptionId, 8)})'
     description: enableEnforce ? 'NSG Guard: read NSGs and their context, revert internet-exposed security rules.' : 'NSG Guard: read NSGs and their context (detect only).'
     type: 'CustomRole'
     assignableScopes: [

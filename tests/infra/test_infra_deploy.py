@@ -123,8 +123,9 @@ def test_storage_is_entra_only():
     st = read("infra/modules/storage.bicep")
     assert "allowSharedKeyAccess: false" in st
     assert "allowBlobPublicAccess: false" in st
-    for text in all_bicep().values():
-        assert "listKeys(" not in text
+    for path, text in all_bicep().items():
+        # the only list* call: the eventgrid_extension system key for the optional WebHook endpoint
+        assert re.findall(r"listKeys\('([^']*)'", text) in ([], ["${site.id}/host/default"]), path
         assert "AccountKey=" not in text
 
 
@@ -142,6 +143,9 @@ def test_local_auth_disabled_on_monitoring():
 def test_event_subscription_targets_the_function_with_the_nsg_filter():
     eg = read("infra/eventgrid.bicep")
     assert "endpointType: 'AzureFunction'" in eg
+    assert "param endpointType string = 'AzureFunction'" in eg
+    assert "destination: endpointType == 'AzureFunction' ? azureFunctionDestination : webHookDestination" in eg
+    assert "/runtime/webhooks/eventgrid?functionName=${functionName}&code=" in eg
     assert "param functionName string = 'on_nsg_change'" in eg
     assert "resourceId: '${site.id}/functions/${functionName}'" in eg
     for op in (
