@@ -5,6 +5,8 @@
 #      (skips are `// checkov:skip=CKV_...:reason` comments in the .bicep files; listed below)
 #   3. the workbook JSON is up to date with queries/*.kql
 #   4. pytest tests/infra
+#   5. opt-in (NSG_GUARD_KQL_CHECK=1, needs node + the npm registry once): semantic check of queries/*.kql
+#      with the Kusto language service against the table schema
 # Usage: bash infra/validate.sh
 # The tools live in their own venv (checkov pins many packages): $NSG_GUARD_INFRA_VENV, default
 # ~/.cache/nsg-guard/venv-infra, rebuilt when requirements-infra.txt changes.
@@ -29,7 +31,7 @@ py="$venv/bin/python"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-echo "== 1/4 pycep: parse every .bicep file"
+echo "== 1/5 pycep: parse every .bicep file"
 "$py" - <<'PY'
 import pathlib, sys
 from pycep import BicepParser
@@ -47,7 +49,7 @@ print(f"   pycep: {len(files) - bad} of {len(files)} files parsed")
 sys.exit(1 if bad or not files else 0)
 PY
 
-echo "== 2/4 checkov"
+echo "== 2/5 checkov"
 set +e
 "$venv/bin/checkov" -d infra --framework bicep arm json --skip-download --quiet --compact \
   -o cli -o json --output-file-path "console,$out/checkov.json"
@@ -74,9 +76,21 @@ ok = tot["failed"] == 0 and tot["parsing_errors"] == 0 and tot["passed"] > 0 and
 sys.exit(0 if ok else 1)
 PY
 
-echo "== 3/4 workbook is built from queries/*.kql"
+echo "== 3/5 workbook is built from queries/*.kql"
 "$py" infra/workbook/build.py --check
 
-echo "== 4/4 pytest tests/infra"
+echo "== 4/5 pytest tests/infra"
 "$py" -m pytest -q -p no:cacheprovider tests/infra
+if [ "${NSG_GUARD_KQL_CHECK:-0}" = "1" ]; then
+  echo "== 5/5 KQL semantic check (Kusto language service)"
+  kqldir="$(dirname "$venv")/kql-check"
+  mkdir -p "$kqldir"
+  cp infra/kql/package.json "$kqldir/package.json"
+  if [ ! -d "$kqldir/node_modules/@kusto/language-service-next" ]; then
+    (cd "$kqldir" && npm install --no-audit --no-fund --silent)
+  fi
+  NODE_PATH="$kqldir/node_modules" node infra/kql/check_kql.js shared/schema/findings_table.json queries/*.kql
+else
+  echo "== 5/5 KQL semantic check skipped (set NSG_GUARD_KQL_CHECK=1 to run it; needs node/npm)"
+fi
 echo "== infra/validate.sh: all green in $(( $(date +%s) - start ))s"
