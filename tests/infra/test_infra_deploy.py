@@ -144,7 +144,8 @@ def test_event_subscription_targets_the_function_with_the_nsg_filter():
     eg = read("infra/eventgrid.bicep")
     assert "endpointType: 'AzureFunction'" in eg
     assert "param endpointType string = 'AzureFunction'" in eg
-    assert "destination: endpointType == 'AzureFunction' ? azureFunctionDestination : webHookDestination" in eg
+    choose = "destination: endpointType == 'AzureFunction' ? azureFunctionDestination : webHookDestination"
+    assert choose in eg
     assert "/runtime/webhooks/eventgrid?functionName=${functionName}&code=" in eg
     assert "param functionName string = 'on_nsg_change'" in eg
     assert "resourceId: '${site.id}/functions/${functionName}'" in eg
