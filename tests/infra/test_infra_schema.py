@@ -87,12 +87,21 @@ def test_main_bicep_loads_the_schema_file_the_code_uses():
 
 
 def test_code_reads_the_same_schema_file():
-    # The app (shared/findings.py) and the local Logs Ingestion stand-in read the same JSON by package data.
-    pkg = REPO / "shared" / "schema"
-    assert (pkg / "findings_table.json").is_file()
-    users = [p for p in (REPO / "shared" / "findings.py", REPO / "localazure" / "ingestion.py") if p.exists()]
-    for p in users:
-        assert "findings_table.json" in p.read_text(), f"{p} no longer reads the shared schema"
+    """The app's row builder and the local Logs Ingestion stand-in validate against this very file."""
+    import json
+
+    from shared.rows import RowContext, evaluation_row, validate_rows
+    from shared.schema import SCHEMA_PATH, findings_schema
+
+    assert SCHEMA_PATH.resolve() == SCHEMA_FILE.resolve()
+    declared = [c["name"] for c in json.loads(SCHEMA_FILE.read_text())["columns"]]
+    assert [name for name, _ in findings_schema().columns] == declared
+    row = evaluation_row(RowContext(trigger="cli", run_id="t"), None, (),
+                         nsg_id="/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/networkSecurityGroups/n")
+    validate_rows([row])
+    with pytest.raises(ValueError, match="not in the table schema"):
+        validate_rows([{**row, "NotAColumn": 1}])
+    assert "findings_table.json" in (REPO / "localazure" / "ingestion.py").read_text()
 
 
 # --------------------------------------------------------------------------------------------------
