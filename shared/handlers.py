@@ -7,14 +7,20 @@ transient failures raise so Event Grid redelivers; permanent ones are recorded a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-from shared.errors import InputError
+from shared.errors import InputError, TransientError
 from shared.events import Ignored, NsgChange, parse_event
+from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
 from shared.interfaces import NsgNotFound, NsgReader, RowSink
 from shared.policy import Engine
-from shared.rows import RowContext, evaluation_row, finding_row, validate_rows
+from shared.rows import RowContext, evaluation_row, finding_row, remediation_row, validate_rows
+
+if TYPE_CHECKING:  # the reverter lives with the Azure adapters; handlers only call it
+    from shared.azure.remediate import RemediationRecord, Reverter
 
 log = logging.getLogger("nsg_guard.handlers")
 
@@ -27,6 +33,9 @@ class EventDeps:
     sink: RowSink
     engine: Engine
     owner_tag: str = "owner"
+    exempt_tag: str = DEFAULT_EXEMPT_TAG
+    reverter: Reverter | None = None  # None = REVERT_MODE off
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,8 @@ class EventOutcome:
     event_id: str | None
     reason: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
+    remediation: list[RemediationRecord] = field(default_factory=list)
+    retry_reason: str | None = None  # a revert write failed transiently: redeliver after recording
 
 
 def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
@@ -59,6 +70,9 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
     deps.sink.send(outcome.rows)  # raises TransientError: Event Grid redelivers, rows repeat their RowIds
     log.info("event %s (%s on %s): %s, %d rows", change.event_id, change.kind, change.nsg_id, outcome.status,
              len(outcome.rows))
+    if outcome.retry_reason:
+        # Recorded first (the audit trail never loses a write), then redelivered: the re-plan is idempotent.
+        raise TransientError(f"revert of {change.nsg_id} failed transiently: {outcome.retry_reason}")
     return outcome
 
 
@@ -79,7 +93,22 @@ def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext) -> EventOutco
         details["error"] = str(exc)
         row = evaluation_row(ctx, None, (), nsg_id=change.nsg_id, status="Error", details=details)
         return EventOutcome("invalid-nsg", change.event_id, str(exc), [row])
-    evaluation = deps.engine.evaluate(nsg)
+    evaluation = apply_exemptions(deps.engine.evaluate(nsg), deps.exempt_tag, deps.clock())
     rows = [finding_row(f, ctx) for f in evaluation.findings]
-    rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
-    return EventOutcome("evaluated", change.event_id, "", rows)
+    if deps.reverter is None:
+        rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
+        return EventOutcome("evaluated", change.event_id, "", rows)
+    revert = deps.reverter.run(evaluation)
+    rows.extend(remediation_row(ctx, r) for r in revert.records)
+    final, eval_ctx = evaluation, ctx
+    if revert.wrote:
+        # The evaluation row describes the NSG as re-read after our writes (later timestamp: KQL resolution).
+        details["remediated"] = True
+        eval_ctx = replace(ctx, time=deps.clock())
+        final = revert.evaluation or evaluation
+        if revert.evaluation is None:
+            row = evaluation_row(eval_ctx, None, (), nsg_id=nsg.id, status="Deleted", details=details)
+            return EventOutcome("nsg-gone", change.event_id, "NSG deleted during revert", [*rows, row],
+                                revert.records, revert.retry_reason)
+    rows.append(evaluation_row(eval_ctx, final.nsg, final.findings, details=details))
+    return EventOutcome("evaluated", change.event_id, "", rows, revert.records, revert.retry_reason)

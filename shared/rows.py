@@ -125,3 +125,45 @@ def validate_rows(rows: Iterable[dict[str, Any]]) -> None:
 
 def rows_size(rows: list[dict[str, Any]]) -> int:
     return len(json.dumps(rows, separators=(",", ":")))
+
+
+def remediation_row(ctx: RowContext, record: Any) -> dict[str, Any]:
+    """One ``RecordType == "remediation"`` row per planned/written/failed action or skipped target.
+
+    ``record`` is a :class:`shared.azure.remediate.RemediationRecord`. ``RuleBefore``/``RuleAfter`` carry the
+    ARM rule bodies (null when created/deleted) and ``NsgId`` the NSG: everything ``nsg-guard restore`` needs.
+    """
+    action, skip, nsg = record.action, record.skip, record.nsg
+    written = action.name if action is not None else None
+    subject = written or (skip.rule_name if skip is not None else "")
+    rid = row_id(ctx.run_id, RECORD_REMEDIATION, nsg.id, record.attempt, record.sequence, subject, record.result)
+    row = _base(ctx, RECORD_REMEDIATION, rid)
+    row.update(_nsg_columns(nsg.id, nsg.name, nsg.subscription_id, nsg.resource_group))
+    owner = nsg.tag(ctx.owner_tag)
+    if owner:
+        row["Owner"] = owner
+    row["Mode"] = record.mode
+    row["Result"] = record.result
+    details: dict[str, Any] = {"attempt": record.attempt, "sequence": record.sequence, **record.details}
+    if action is not None:
+        row["Action"] = action.op
+        row["RuleName"] = action.offending_rule
+        row["RuleId"] = f"{nsg.id}/securityRules/{action.offending_rule}"
+        row["RuleBefore"] = action.replaces
+        row["RuleAfter"] = None if action.op == "delete" else action.rule
+        details.update(strategy=action.strategy, writtenRule=written, ports=list(action.ports),
+                       findingIds=list(action.finding_ids))
+    elif skip is not None:
+        row["Action"] = "skip"
+        row["RuleName"] = skip.rule_name
+        row["RuleId"] = f"{nsg.id}/securityRules/{skip.rule_name}"
+        details.update(skipCode=skip.code, ports=list(skip.ports), findingIds=list(skip.finding_ids))
+    else:
+        row["Action"] = "verify"
+    ids = record.finding_ids or tuple(details.get("findingIds") or ())
+    if ids:
+        row["FindingId"] = ids[0]
+    if record.ports:
+        row["Port"] = record.ports[0]
+    row["Details"] = details
+    return row

@@ -7,6 +7,7 @@ from functools import cache
 from shared.azure.credentials import make_credential
 from shared.azure.ingestion import LogsIngestionSink
 from shared.azure.network import AzureNetwork
+from shared.azure.remediate import build_reverter
 from shared.config import Settings
 from shared.handlers import EventDeps
 from shared.policy import Engine
@@ -14,8 +15,11 @@ from shared.policy import Engine
 
 def build_event_deps(settings: Settings) -> EventDeps:
     credential = make_credential(settings)
-    return EventDeps(reader=AzureNetwork(settings, credential), sink=LogsIngestionSink(settings, credential),
-                     engine=Engine(settings.policy), owner_tag=settings.owner_tag)
+    network = AzureNetwork(settings, credential)
+    engine = Engine(settings.policy)
+    return EventDeps(reader=network, sink=LogsIngestionSink(settings, credential), engine=engine,
+                     owner_tag=settings.owner_tag, exempt_tag=settings.exempt_tag,
+                     reverter=build_reverter(settings, engine, network))
 
 
 @cache
