@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     _add_policy_options(scan)
     scan.set_defaults(handler=_cmd_scan)
+    from shared import remediate_cli
+
+    remediate_cli.register(sub)
     return parser
 
 

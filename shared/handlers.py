@@ -109,6 +109,6 @@ def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext) -> EventOutco
         if revert.evaluation is None:
             row = evaluation_row(eval_ctx, None, (), nsg_id=nsg.id, status="Deleted", details=details)
             return EventOutcome("nsg-gone", change.event_id, "NSG deleted during revert", [*rows, row],
-                                revert.records, revert.retry_reason)
+                                revert.records, revert.retryable_failure)
     rows.append(evaluation_row(eval_ctx, final.nsg, final.findings, details=details))
-    return EventOutcome("evaluated", change.event_id, "", rows, revert.records, revert.retry_reason)
+    return EventOutcome("evaluated", change.event_id, "", rows, revert.records, revert.retryable_failure)

@@ -1,0 +1,209 @@
+"""Undo NSG Guard's writes from its audit records (``RecordType == "remediation"`` rows).
+
+Each applied/verified row carries the NSG id, the rule as it was (``RuleBefore``, null when we created it) and
+as we wrote it (``RuleAfter``, null when we deleted it). Undo runs the rows newest first (``shift`` wrote two
+rules: the deny rule is removed before the moved rule goes back) and, per row:
+
+- we created the rule (``RuleBefore`` null)      -> DELETE it;
+- we changed or deleted a rule                   -> PUT ``RuleBefore`` back.
+
+Safety: a step runs only while the rule still reads exactly as we left it (``RuleAfter``, or absent after a
+delete). If someone changed it since, the step is skipped as a conflict unless ``force`` is set. ``dry_run``
+reads and checks but writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from shared.errors import InputError, NsgGuardError
+from shared.model import Nsg, parse_rule
+
+WRITTEN = ("applied", "verified")
+STEP_PLANNED, STEP_DONE, STEP_CONFLICT, STEP_FAILED, STEP_NOTHING = (
+    "planned", "done", "conflict", "failed", "nothing-to-do")
+
+
+class RuleStore(Protocol):
+    def get_nsg(self, nsg_id: str) -> Nsg: ...
+    def put_rule(self, nsg_id: str, body: dict[str, Any]) -> None: ...
+    def delete_rule(self, nsg_id: str, name: str) -> None: ...
+
+
+@dataclass
+class RestoreStep:
+    nsg_id: str
+    op: str  # put | delete
+    rule_name: str
+    body: dict[str, Any] | None  # PUT body (the original rule), None for delete
+    expect: dict[str, Any] | None  # the rule as NSG Guard left it; None = NSG Guard deleted it
+    row_id: str | None
+    reason: str
+    status: str = STEP_PLANNED
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"nsgId": self.nsg_id, "op": self.op, "rule": self.body if self.op == "put" else
+                {"name": self.rule_name}, "reason": self.reason, "status": self.status, "message": self.message,
+                "rowId": self.row_id}
+
+
+def _dynamic(value: Any) -> Any:
+    """Log Analytics exports dynamic columns as JSON text; the ingestion stand-in keeps objects."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("", "null"):
+            return None
+        if text[:1] in ("{", "["):
+            return json.loads(text)
+    return value
+
+
+def load_records(path: str) -> list[dict[str, Any]]:
+    """Rows from a JSONL file (one row per line) or a JSON array / ``{"value": [...]}`` / ``{"rows": [...]}``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not JSON or JSON lines: {exc.msg}", source=path) from None
+    if isinstance(data, Mapping):
+        data = data.get("value") or data.get("rows") or [data]
+    if not isinstance(data, list):
+        raise InputError("expected remediation rows (a JSON array or JSON lines)", source=path)
+    rows = data
+    if not all(isinstance(r, Mapping) for r in rows):
+        raise InputError("every record must be a JSON object", source=path)
+    return [dict(r) for r in rows]
+
+
+def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str] = (),
+                 nsg_id: str | None = None) -> list[RestoreStep]:
+    """The undo steps for the written remediation rows among ``records``, newest first."""
+    wanted = {r.lower() for r in row_ids}
+    rows: dict[str, Mapping[str, Any]] = {}
+    for i, r in enumerate(records):
+        if r.get("RecordType") != "remediation" or r.get("Result") not in WRITTEN:
+            continue
+        if r.get("Action") not in ("put", "delete"):
+            continue
+        if wanted and str(r.get("RowId", "")).lower() not in wanted:
+            continue
+        if nsg_id and str(r.get("NsgId", "")).lower() != nsg_id.lower():
+            continue
+        rows.setdefault(str(r.get("RowId") or f"#{i}"), r)  # a retried upload repeats a row: once is enough
+
+    def order(r: Mapping[str, Any]) -> tuple[str, int, int]:
+        d = _dynamic(r.get("Details")) or {}
+        return (str(r.get("TimeGenerated", "")), int(d.get("attempt", 0)), int(d.get("sequence", 0)))
+
+    steps = []
+    for row_id, r in sorted(rows.items(), key=lambda kv: order(kv[1]), reverse=True):
+        before, after = _dynamic(r.get("RuleBefore")), _dynamic(r.get("RuleAfter"))
+        nsg = r.get("NsgId")
+        if not isinstance(nsg, str) or not (before or after):
+            raise InputError(f"remediation row {row_id} has no NsgId or no RuleBefore/RuleAfter")
+        if before is None:
+            steps.append(RestoreStep(nsg, "delete", after["name"], None, after, row_id,
+                                     f"remove {after['name']}, created by NSG Guard"))
+        else:
+            what = "deleted" if after is None else "changed"
+            steps.append(RestoreStep(nsg, "put", before["name"], {"name": before["name"],
+                                                                   "properties": before["properties"]},
+                                     after, row_id, f"put back {before['name']} as it was before NSG Guard {what} it"))
+    return steps
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any], nsg_id: str) -> bool:
+    try:
+        ra = parse_rule({"name": a["name"], "properties": a["properties"]}, nsg_id=nsg_id)
+        rb = parse_rule({"name": b["name"], "properties": b["properties"]}, nsg_id=nsg_id)
+    except (InputError, KeyError, TypeError):
+        return False
+    return ra.name.lower() == rb.name.lower() and ra.to_arm()["properties"] == rb.to_arm()["properties"]
+
+
+def restore(steps: list[RestoreStep], store: RuleStore, *, dry_run: bool = False, force: bool = False
+            ) -> list[RestoreStep]:
+    """Run (or, with ``dry_run``, only check) the steps in order; each step's status says what happened."""
+    for step in steps:
+        try:
+            nsg = store.get_nsg(step.nsg_id)
+        except NsgGuardError as exc:
+            step.status, step.message = STEP_FAILED, f"cannot read the NSG: {exc}"
+            continue
+        current = next((r for r in nsg.rules if r.name.lower() == step.rule_name.lower()), None)
+        now = None if current is None else {"name": current.name, "properties": current.to_arm()["properties"]}
+        if step.op == "delete" and now is None:
+            step.status, step.message = STEP_NOTHING, "already gone"
+            continue
+        if step.op == "put" and now is not None and step.body is not None and _same(now, step.body, nsg.id):
+            step.status, step.message = STEP_NOTHING, "already as it was"
+            continue
+        unchanged = (now is None) if step.expect is None else (now is not None and _same(now, step.expect, nsg.id))
+        if not unchanged and not force:
+            step.status = STEP_CONFLICT
+            step.message = ("changed since NSG Guard wrote it; not touched (use --force to restore anyway)")
+            continue
+        if dry_run:
+            step.status, step.message = STEP_PLANNED, "dry run: nothing written"
+            continue
+        try:
+            if step.op == "delete":
+                store.delete_rule(step.nsg_id, step.rule_name)
+            else:
+                assert step.body is not None
+                store.put_rule(step.nsg_id, step.body)
+        except NsgGuardError as exc:
+            step.status, step.message = STEP_FAILED, str(exc)
+            continue
+        step.status, step.message = STEP_DONE, "restored"
+    return steps
+
+
+class AzureRuleStore:
+    """The live NSGs: reads with AzureNetwork, writes with AzureRuleWriter (SDKs imported lazily)."""
+
+    def __init__(self, settings: Any = None) -> None:
+        from shared.azure.credentials import make_credential
+        from shared.azure.network import AzureNetwork
+        from shared.azure.remediate import AzureRuleWriter
+        from shared.config import Settings
+
+        settings = settings or Settings.from_env()
+        self.network = AzureNetwork(settings, make_credential(settings))
+        self.writer = AzureRuleWriter(self.network)
+
+    def get_nsg(self, nsg_id: str) -> Nsg:
+        return self.network.get_nsg(nsg_id)
+
+    def put_rule(self, nsg_id: str, body: dict[str, Any]) -> None:
+        self.writer.put_rule(nsg_id, body)
+
+    def delete_rule(self, nsg_id: str, name: str) -> None:
+        self.writer.delete_rule(nsg_id, name)
+
+    def close(self) -> None:
+        self.network.close()
+
+
+def restore_from_file(path: str, *, settings: Any = None, dry_run: bool = False, force: bool = False,
+                      row_ids: Iterable[str] = (), nsg_id: str | None = None) -> list[RestoreStep]:
+    """Python API of ``nsg-guard restore``: undo the writes recorded in ``path`` against Azure (or the local
+    stand-ins when ``NSG_GUARD_AUTH=local``)."""
+    steps = plan_restore(load_records(path), row_ids=row_ids, nsg_id=nsg_id)
+    store = AzureRuleStore(settings)
+    try:
+        return restore(steps, store, dry_run=dry_run, force=force)
+    finally:
+        store.close()
