@@ -71,7 +71,8 @@ def plan_files(paths: list[str], engine: Any, scope: Any, exempt_tag: str, now: 
                 continue
             evaluation = apply_exemptions(engine.evaluate(nsg), exempt_tag, now)
             plan = plan_revert(nsg, evaluation.findings, engine.evaluator, scope,
-                               engine.policy.extra_service_tags)
+                               engine.policy.extra_service_tags,
+                               lambda n: apply_exemptions(engine.evaluate(n), exempt_tag, now).findings)
             if plan.actions or plan.skipped:
                 plans.append(plan)
     return plans

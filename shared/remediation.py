@@ -31,7 +31,7 @@ an existing rule of that name is replaced (PUT), never duplicated.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -198,19 +198,59 @@ def apply_actions(nsg: Nsg, actions: Iterable[Action], extra_tags: frozenset[str
 
 # --- the planner ---------------------------------------------------------------------------------------
 
+MAX_ROUNDS = 8
+
+
 def plan_revert(nsg: Nsg, findings: Iterable[Finding], evaluator: Evaluator, scope: RevertScope = RevertScope(),
-                extra_tags: frozenset[str] = frozenset()) -> Plan:
-    """Plan the revert of every target among ``findings`` (an evaluation of ``nsg``). Pure."""
-    targets = scope.targets(findings)
+                extra_tags: frozenset[str] = frozenset(),
+                reevaluate: Callable[[Nsg], Iterable[Finding]] | None = None) -> Plan:
+    """Plan the revert of every target among ``findings`` (an evaluation of ``nsg``). Pure.
+
+    ``reevaluate`` (the same engine + exemptions that produced ``findings``) lets the planner look at the NSG as
+    it would be after its own changes and plan what became a target only then — split ranges that expose the
+    internet together are classified ``internet`` only once the wider rule is gone — so that the event our
+    write causes finds nothing left to do.
+    """
+    all_targets = scope.targets(findings)
+    current_targets = list(all_targets)
+    handled: set[tuple[str, int]] = set()
+    work = nsg
+    actions: list[Action] = []
+    skipped: list[Skip] = []
+    by_rule: dict[str, list[Finding]] = {}
+    progressed = False
+    for _ in range(MAX_ROUNDS):
+        fresh = [f for f in current_targets if (f.rule.name.lower(), f.port) not in handled]
+        # A target skipped for want of a safe change may have one now that other rules changed (a later rule
+        # that would have caught the fall-through is gone): try those again.
+        retry = [f for s in skipped if s.code == SKIP_NO_SAFE_CHANGE for f in by_rule[s.rule_name.lower()]
+                 if f.finding_id in s.finding_ids] if progressed else []
+        if not fresh and not retry:
+            break
+        if retry:
+            skipped[:] = [s for s in skipped if s.code != SKIP_NO_SAFE_CHANGE]
+        for f in fresh:
+            by_rule.setdefault(f.rule.name.lower(), []).append(f)
+        count = len(actions)
+        work = _plan_round(work, fresh + retry, evaluator, extra_tags, actions, skipped)
+        progressed = len(actions) > count
+        handled |= {(f.rule.name.lower(), f.port) for f in fresh}
+        if reevaluate is not None:
+            current_targets = scope.targets(reevaluate(work))
+            known = {f.finding_id for f in all_targets}
+            all_targets += [f for f in current_targets if f.finding_id not in known and
+                            (f.rule.name.lower(), f.port) not in handled]
+    return Plan(nsg.id, nsg.name, tuple(actions), tuple(skipped), tuple(all_targets))
+
+
+def _plan_round(work: Nsg, targets: list[Finding], evaluator: Evaluator, extra_tags: frozenset[str],
+                actions: list[Action], skipped: list[Skip]) -> Nsg:
     groups: dict[str, tuple[Rule, list[int], list[str]]] = {}
     for f in targets:
         rule, ports, ids = groups.setdefault(f.rule.name.lower(), (f.rule, [], []))
         if f.port not in ports:
             ports.append(f.port)
         ids.append(f.finding_id)
-    work = nsg
-    actions: list[Action] = []
-    skipped: list[Skip] = []
     for rule, ports, ids in sorted(groups.values(), key=lambda g: g[0].priority):
         ports_t, ids_t = tuple(sorted(ports)), tuple(ids)
         if is_jit_rule(rule.name):
@@ -228,7 +268,7 @@ def plan_revert(nsg: Nsg, findings: Iterable[Finding], evaluator: Evaluator, sco
             continue
         work = apply_actions(work, chosen, extra_tags)
         actions.extend(chosen)
-    return Plan(nsg.id, nsg.name, tuple(actions), tuple(skipped), tuple(targets))
+    return work
 
 
 def _find(nsg: Nsg, name: str) -> Rule | None:

@@ -152,7 +152,7 @@ class Reverter:
 
     def plan(self, evaluation: NsgEvaluation) -> Plan:
         return plan_revert(evaluation.nsg, evaluation.findings, self.engine.evaluator, self.config.scope,
-                           self.engine.policy.extra_service_tags)
+                           self.engine.policy.extra_service_tags, lambda nsg: self.evaluate(nsg).findings)
 
     def run(self, evaluation: NsgEvaluation, budget: Budget | None = None) -> RevertOutcome:
         """Revert what the evaluation (exemptions applied) shows, according to the mode."""

@@ -1,0 +1,198 @@
+"""The revert planner on hand-picked NSGs: strategies, names, guards and the exact ARM bodies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from localazure.validation import validate_rule
+from shared.addresses import public_space
+from shared.cli import main
+from shared.model import parse_nsg
+from shared.policy import Engine, Policy, watched_ports
+from shared.remediation import (
+    INSERT_DENY,
+    NARROW_PORTS,
+    NARROW_SOURCES,
+    OP_DELETE,
+    OP_PUT,
+    SHIFT,
+    SKIP_JIT,
+    SKIP_NO_SAFE_CHANGE,
+    RevertScope,
+    apply_actions,
+    deny_rule_name,
+    plan_revert,
+)
+from tests.nsgfactory import nsg, rule
+
+ENGINE = Engine()
+
+
+def plan_for(rules, engine=ENGINE, kinds=("ssh",), tags=None):
+    n = parse_nsg(nsg(rules, tags=tags))
+    evaluation = engine.evaluate(n)
+    return n, plan_revert(n, evaluation.findings, engine.evaluator, RevertScope(port_kinds=kinds),
+                          reevaluate=lambda x: engine.evaluate(x).findings)
+
+
+def after(n, plan, engine=ENGINE):
+    return engine.evaluate(apply_actions(n, plan.actions))
+
+
+def test_insert_deny_just_before_the_offending_rule_with_exact_body():
+    n, plan = plan_for([rule("AllowBastion", 200, "22", "10.0.250.0/26"), rule("AllowSSH", 300, "22", "*"),
+                        rule("AllowWeb", 310, "443", "*")])
+    (a,) = plan.actions
+    assert (a.op, a.strategy, a.replaces, a.offending_rule) == (OP_PUT, INSERT_DENY, None, "AllowSSH")
+    assert a.rule == {"name": deny_rule_name(n.rules[1].id, (22,)), "properties": {
+        "description": "NSG Guard: blocks internet access to TCP 22 allowed by rule AllowSSH", "protocol": "Tcp",
+        "sourcePortRange": "*", "destinationPortRange": "22", "sourceAddressPrefix": "Internet",
+        "destinationAddressPrefix": "*", "access": "Deny", "priority": 299, "direction": "Inbound"}}
+    validate_rule("x", a.name, a.rule["properties"])
+    res = after(n, plan)
+    assert res.compliant and [(f.rule.name, f.status) for f in res.findings] == [("AllowSSH", "Latent")]
+
+
+def test_deny_copies_destination_and_source_ports_so_it_never_matches_more_than_the_rule():
+    r = rule("AllowSSH", 300, "22", "*")
+    r["properties"].update(destinationAddressPrefix="10.0.0.4", sourcePortRange="1024-65535")
+    _, plan = plan_for([r])
+    props = plan.actions[0].rule["properties"]
+    assert (props["destinationAddressPrefix"], props["sourcePortRange"]) == ("10.0.0.4", "1024-65535")
+
+
+def test_cidr_sources_are_denied_exactly_not_with_internet():
+    # 0.0.0.0/1 holds more than half the public IPv4 space; IPv6 and 128/1 must stay untouched.
+    _, plan = plan_for([rule("AllowHalf", 300, "22", "0.0.0.0/1")])
+    props = plan.actions[0].rule["properties"]
+    assert "sourceAddressPrefix" not in props and "10.0.0.0/8" not in props["sourceAddressPrefixes"]
+    assert all(not p.startswith("128.") and ":" not in p for p in props["sourceAddressPrefixes"])
+
+
+def test_extra_private_ranges_make_the_deny_name_the_public_space_exactly():
+    office = "20.50.0.0/16"  # treated as trusted by the organisation (EXTRA_PRIVATE_RANGES)
+    engine = Engine(Policy(public=public_space([office])))
+    _, plan = plan_for([rule("AllowSSH", 300, "22", "*")], engine)
+    sources = plan.actions[0].rule["properties"]["sourceAddressPrefixes"]
+    assert "Internet" not in sources and office not in sources and "1.0.0.0/8" in sources
+
+
+def test_names_are_deterministic_short_and_valid():
+    rid = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n/securityRules/R"
+    assert deny_rule_name(rid, (22,)) == deny_rule_name(rid.upper(), [22])
+    assert deny_rule_name(rid, (22,)) != deny_rule_name(rid + "2", (22,))
+    long = deny_rule_name(rid, tuple(range(10000, 10020)))
+    assert len(long) <= 80 and long.startswith("nsg-guard-deny-multi-")
+    validate_rule("x", long, {"protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "22",
+                              "sourceAddressPrefix": "*", "destinationAddressPrefix": "*", "access": "Deny",
+                              "priority": 100, "direction": "Inbound"})
+
+
+def test_existing_deny_of_ours_is_replaced_not_duplicated():
+    n, plan = plan_for([rule("AllowSSH", 300, "22", "0.0.0.0/1")])
+    deny = plan.actions[0].rule
+    # Someone widens the rule afterwards: the same deny name is re-planned (PUT replaces), at the same place.
+    rules = [rule("AllowSSH", 300, "22", "*"), {**deny, "id": f"{n.id}/securityRules/{deny['name']}"}]
+    _, plan2 = plan_for(rules)
+    (a,) = plan2.actions
+    assert a.name == deny["name"] and a.replaces is not None and a.rule["properties"]["priority"] == 299
+    assert a.rule["properties"]["sourceAddressPrefix"] == "Internet"
+
+
+def test_rule_of_the_same_name_that_is_not_ours_is_never_overwritten():
+    n = parse_nsg(nsg([rule("AllowSSH", 300, "22", "*")]))
+    name = deny_rule_name(n.rules[0].id, (22,))
+    _, plan = plan_for([rule("AllowSSH", 300, "22", "*"), rule(name, 100, "80", "*")])
+    assert plan.actions == () or all(a.name != name for a in plan.actions)
+    assert plan.skipped and plan.skipped[0].code == SKIP_NO_SAFE_CHANGE
+
+
+@pytest.mark.parametrize(("rules", "strategy", "op"), [
+    ([rule("AllowWebSSH", 100, ["22", "443"], "Internet")], NARROW_PORTS, OP_PUT),
+    ([rule("AllowSSH", 100, "22", "Internet")], NARROW_PORTS, OP_DELETE),
+    ([rule("AllowSSH", 100, "22", ["0.0.0.0/0", "::/0"])], NARROW_SOURCES, OP_PUT),
+    ([rule("AllowSSH", 100, "22", ["52.0.0.0/1", "2a01::/16"])], NARROW_SOURCES, OP_PUT),
+    ([rule("AllowAll", 100, "22", "*")], SHIFT, OP_PUT),
+])
+def test_no_room_before_the_rule(rules, strategy, op):
+    n, plan = plan_for(rules)
+    assert plan.actions[0].strategy == strategy and plan.actions[0].op == op
+    assert after(n, plan).compliant
+
+
+def test_narrowing_is_rejected_when_traffic_would_fall_through_to_a_later_allow():
+    # Removing 22 from AllowWebSSH would hand the internet to AllowSSH2 (shadowed until now).
+    _, plan = plan_for([rule("AllowWebSSH", 100, ["22", "443"], "Internet"), rule("AllowSSH2", 101, "22", "*"),
+                        rule("Deny", 102, "80", "*", access="Deny")])
+    assert plan.actions == () and plan.skipped[0].code == SKIP_NO_SAFE_CHANGE
+    assert "fall through to allowssh2" in plan.skipped[0].reason
+
+
+def test_star_sources_are_never_narrowed_to_private_cidrs():
+    # '*' also covers service-tag and ASG sources that no CIDR list names: only shift or skip.
+    _, plan = plan_for([rule("AllowSSH", 100, "22", "*"), rule("X", 101, "80", "*")])
+    assert plan.actions == () and "cannot be narrowed" in plan.skipped[0].reason
+
+
+def test_udp_and_other_ports_of_the_rule_are_left_alone():
+    n, plan = plan_for([rule("AllowAll", 300, "*", "*", protocol="*")])
+    (a,) = plan.actions
+    assert a.rule["properties"]["protocol"] == "Tcp" and a.rule["properties"]["destinationPortRange"] == "22"
+    findings = {(f.port, f.status) for f in after(n, plan).findings}
+    assert (3389, "Open") in findings and (22, "Latent") in findings  # management not in scope by default
+
+
+def test_only_configured_port_kinds_and_internet_exposure_are_targets():
+    _, plan = plan_for([rule("AllowRDP", 300, "3389", "*"), rule("AllowSSHBroad", 310, "22", "52.0.0.0/8")])
+    assert plan.actions == () and plan.skipped == ()
+    _, plan = plan_for([rule("AllowRDP", 300, "3389", "*")], kinds=("management",))
+    assert plan.actions[0].ports == (3389,)
+
+
+def test_jit_rules_are_skipped():
+    _, plan = plan_for([rule("SecurityCenter-JITRule-1-abc", 300, "22", "*")])
+    assert plan.actions == () and plan.skipped[0].code == SKIP_JIT
+
+
+def test_exempt_findings_are_not_targets():
+    from shared.exemptions import apply_exemptions
+
+    n = parse_nsg(nsg([rule("AllowSSH", 300, "22", "*")],
+                      tags={"nsg-guard-exempt": "rules=AllowSSH; expires=2999-01-01; reason=x"}))
+    evaluation = apply_exemptions(ENGINE.evaluate(n))
+    assert plan_revert(n, evaluation.findings, ENGINE.evaluator).targets == ()
+
+
+def test_split_ranges_are_planned_together():
+    quarters = [rule(f"Q{i}", 300 + 10 * i, "22", f"{64 * i}.0.0.0/2") for i in range(4)]
+    n, plan = plan_for(quarters)
+    assert sorted(a.offending_rule for a in plan.actions) == ["Q0", "Q1", "Q2", "Q3"]
+    assert after(n, plan).compliant
+
+
+def test_remediate_cli_prints_the_plan_as_json(tmp_path, capsys):
+    path = tmp_path / "nsg.json"
+    path.write_text(json.dumps([nsg([rule("AllowSSH", 300, "22", "*")]), nsg([], name="empty")]))
+    assert main(["remediate", str(path), "--dry-run", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (p,) = out["plans"]
+    (a,) = p["actions"]
+    assert set(a) >= {"op", "rule", "replaces", "reason"} and a["op"] == "put" and a["replaces"] is None
+    assert a["rule"]["properties"]["access"] == "Deny" and a["rule"]["name"].startswith("nsg-guard-deny-22-")
+    assert main(["remediate", str(path), "--dry-run"]) == 0
+    assert "nsg-guard-deny-22-" in capsys.readouterr().out
+
+
+def test_remediate_cli_bad_input_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.json"
+    path.write_text("{")
+    assert main(["remediate", str(path), "--dry-run"]) == 2
+    assert main(["remediate", str(path), "--dry-run", "--revert-kinds", "nope"]) == 2
+
+
+def test_watched_custom_ssh_port_kind():
+    engine = Engine(Policy(watched=watched_ports((2222,), ())))
+    _, plan = plan_for([rule("AllowCustom", 300, "2222", "*")], engine, kinds=("ssh-custom",))
+    assert plan.actions[0].name.startswith("nsg-guard-deny-2222-")
