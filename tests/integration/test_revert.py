@@ -358,3 +358,17 @@ def test_restore_cli_reads_a_log_analytics_export(revert, tmp_path, monkeypatch,
     out = json.loads(capsys.readouterr().out)
     assert [s["op"] for s in out["steps"]] == ["delete"] and len(ours(guard)) == 1
     assert main(["restore", "--from", str(path)]) == 0 and ours(guard) == {}
+
+
+def test_remediate_nsg_helper_for_operators_and_the_demo(revert):
+    from shared.azure.remediate import remediate_nsg
+    from shared.azure.wiring import event_deps
+
+    guard = revert("off")  # the helper's mode argument wins over REVERT_MODE
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    settings = event_deps().reader._settings
+    planned = remediate_nsg(NSG_ID, settings, mode="dry-run")
+    assert [r.result for r in planned.records] == ["planned"] and ours(guard) == {}
+    done = remediate_nsg(NSG_ID, settings, mode="enforce")
+    assert [r.result for r in done.records] == ["verified"] and len(ours(guard)) == 1
+    assert done.evaluation is not None and done.evaluation.compliant
