@@ -105,7 +105,7 @@ def test_setting_defaults_match_the_app_contract(param, default):
 
 
 def test_every_setting_is_documented():
-    doc = read("docs/deploy.md")
+    doc = read("README.md")
     for name in APP_SETTINGS + HOST_SETTINGS:
         assert f"`{name}`" in doc, name
 
@@ -210,7 +210,7 @@ def test_custom_role_is_exactly_the_documented_actions():
     assert "actions: enableEnforce ? concat(readActions, enforceActions) : readActions" in role
     assert "*" not in "".join(READ_ACTIONS | ENFORCE_ACTIONS)
     assert "networkSecurityGroups/write'" not in role.replace("securityRules/write'", "")
-    doc = read("docs/deploy.md")
+    doc = read("README.md")
     for action in READ_ACTIONS | ENFORCE_ACTIONS:
         assert f"`{action}`" in doc, action
 
@@ -287,7 +287,7 @@ def test_parameters_file_covers_azd_variables():
 
 
 # --------------------------------------------------------------------------------------------------
-# API versions (each checked against the Bicep resource reference; see docs/deploy.md)
+# API versions (each checked against the Bicep resource reference; see README.md, "Deploying to Azure")
 # --------------------------------------------------------------------------------------------------
 
 API_VERSIONS = {
