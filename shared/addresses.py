@@ -167,7 +167,7 @@ def parse_source_token(token: str, extra_tags: frozenset[str] = frozenset()) -> 
     if is_service_tag(text, extra_tags):
         return SourceToken(text, KIND_BROAD_TAG if is_public_broad_tag(text) else KIND_TAG)
     raise InputError(
-        f"unknown source {token!r}: expected '*', 'Any', 'Internet', an IP/CIDR or a service tag "
+        f"unknown address prefix {token!r}: expected '*', 'Any', 'Internet', an IP/CIDR or a service tag "
         "(accept organisation-specific tags with --extra-tags / EXTRA_SERVICE_TAGS)"
     )
 

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from shared.addresses import (
+    ALL_V4,
+    ALL_V6,
     DEFAULT_PUBLIC,
     KIND_ALL,
     KIND_BROAD_TAG,
@@ -23,6 +25,7 @@ from shared.addresses import (
     KIND_INTERNET,
     AddressSet,
     SourceToken,
+    parse_cidr,
 )
 from shared.frozen import fast_constructor
 from shared.model import Nsg, Rule
@@ -62,6 +65,56 @@ class RuleExposure:
         return self.exposure != NONE
 
 
+UNIVERSAL_DESTINATIONS = frozenset({"*", "any", "virtualnetwork"})
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a rule applies, as far as shadowing is concerned.
+
+    NSG Guard reports exposure per source, not per VM, so destinations only decide whether an earlier
+    rule shadows a later one. ``*``, ``Any`` and ``VirtualNetwork`` reach every NIC behind the NSG
+    (NIC addresses are always inside the VNet's address space): *universal*. Anything else (CIDRs, ASGs,
+    other tags) reaches some NICs only; such a rule shadows a later rule only when its destinations
+    contain the later rule's (CIDR containment, same tags/ASGs). Partial overlaps never shadow: the engine
+    may over-report there, never under-report.
+    """
+
+    universal: bool
+    addresses: AddressSet = AddressSet()
+    opaque: frozenset[str] = frozenset()  # tags and ASG ids, lower-cased
+
+    def covers(self, other: Destination) -> bool:
+        if self.universal:
+            return True
+        if other.universal:
+            return False
+        return other.opaque <= self.opaque and other.addresses <= self.addresses
+
+
+UNIVERSAL = Destination(True)
+
+
+def destination_of(rule: Rule) -> Destination:
+    tokens = ((rule.destination_address_prefix,) if rule.destination_address_prefix else ()) + \
+        rule.destination_address_prefixes
+    if not rule.destination_asgs and (not tokens or any(t.lower() in UNIVERSAL_DESTINATIONS for t in tokens)):
+        return UNIVERSAL  # no destination given at all means Azure's default, '*'
+    addresses = AddressSet()
+    opaque = {a.lower() for a in rule.destination_asgs}
+    for token in tokens:
+        low = token.lower()
+        if low in UNIVERSAL_DESTINATIONS:
+            return UNIVERSAL
+        if token[0].isdigit() or ":" in token:
+            addresses = addresses | parse_cidr(token)
+        else:
+            opaque.add(low)
+    if addresses.v4 == ALL_V4.v4 and addresses.v6 == ALL_V6.v6:
+        return UNIVERSAL
+    return Destination(False, addresses, frozenset(opaque))
+
+
 _make_public_sources = fast_constructor(PublicSources)
 _make_rule_exposure = fast_constructor(RuleExposure)
 
@@ -75,6 +128,7 @@ class Evaluator:
         self._public_v6 = public.v6.size()
         self._cache: dict[tuple[SourceToken, ...], PublicSources] = {}
         self._token_public: dict[str, AddressSet] = {}
+        self._dest_cache: dict[tuple[object, ...], Destination] = {}
         self._port_hits: dict[tuple[object, tuple[int, ...]], tuple[int, ...]] = {}
 
     # --- sources --------------------------------------------------------------------------------
@@ -156,34 +210,60 @@ class Evaluator:
                 out[port] = [replace(rx, port=port) for rx in done]
         return out
 
+    def destination(self, rule: Rule) -> Destination:
+        """Where a rule applies. Cached per destination spelling: estates repeat a handful of them."""
+        key = (rule.destination_address_prefix, rule.destination_address_prefixes, rule.destination_asgs)
+        hit = self._dest_cache.get(key)
+        if hit is None:
+            hit = destination_of(rule)
+            if len(self._dest_cache) > 4096:
+                self._dest_cache.clear()
+            self._dest_cache[key] = hit
+        return hit
+
     def _first_match(self, rules: list[Rule], port: int) -> list[RuleExposure]:
+        # Public sources still undecided for *every* destination: only rules that apply to every destination
+        # behind the NSG (``*``, ``Any``, ``VirtualNetwork``) shadow later rules wholesale.
         remaining = self.public
         consumed_tags: set[str] = set()
-        public_gone = False  # a higher-priority rule covered every public address
-        earlier: list[tuple[Rule, PublicSources]] = []
+        public_gone = False  # a higher-priority all-destination rule covered every public address
+        earlier: list[tuple[Rule, PublicSources, Destination]] = []
+        narrow_earlier: list[tuple[PublicSources, Destination]] = []  # rules for some destinations only
         results: list[RuleExposure] = []
         sources = [self.public_sources(rule) for rule in rules]
         # Nothing after the last Allow with public sources can change any result: stop there.
         last = max((i for i, rule in enumerate(rules) if rule.allows and sources[i]), default=-1)
         for rule, src in zip(rules[: last + 1], sources, strict=False):
+            dest = self.destination(rule)
             if rule.allows and src:
+                rem, tags_gone, gone = remaining, consumed_tags, public_gone
+                if not dest.universal:
+                    # A narrower rule is also shadowed by earlier rules whose destinations contain its own.
+                    for s2, d2 in narrow_earlier:
+                        if d2.covers(dest):
+                            rem = rem - s2.addresses
+                            tags_gone = tags_gone | s2.tags
+                            gone = gone or s2.addresses == self.public
                 exposed_tags = frozenset(
                     t for t in src.tags
-                    if not public_gone and t not in consumed_tags and t.split(".")[0] not in consumed_tags
+                    if not gone and t not in tags_gone and t.split(".")[0] not in tags_gone
                 )
-                exposed = _make_public_sources(src.addresses & remaining, exposed_tags)
+                exposed = _make_public_sources(src.addresses & rem, exposed_tags)
                 exposure = self.classify(exposed)
                 shadowers: tuple[Rule, ...] = ()
                 if exposure == NONE:
-                    shadowers = tuple(r for r, s in earlier if _overlaps(s, src))
+                    shadowers = tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src))
                 results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self.classify(src),
                                                    shadowers, ()))
             if src:
-                remaining = remaining - src.addresses
-                consumed_tags |= src.tags
-                if not public_gone and src.addresses == self.public:  # src is already within public
-                    public_gone = True
-                earlier.append((rule, src))
+                if dest.universal:
+                    remaining = remaining - src.addresses
+                    consumed_tags |= src.tags
+                    if not public_gone and src.addresses == self.public:  # src is already within public
+                        public_gone = True
+                else:
+                    narrow_earlier.append((src, dest))
+                earlier.append((rule, src, dest))
         return self._combine(results)
 
     def _combine(self, results: list[RuleExposure]) -> list[RuleExposure]:
@@ -211,7 +291,7 @@ class Evaluator:
         return out
 
 
-def _overlaps(a: PublicSources, b: PublicSources) -> bool:
+def overlaps(a: PublicSources, b: PublicSources) -> bool:
     if a.addresses.v4 and b.addresses.v4 and not a.addresses.v4.isdisjoint(b.addresses.v4):
         return True
     if a.addresses.v6 and b.addresses.v6 and not a.addresses.v6.isdisjoint(b.addresses.v6):

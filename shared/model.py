@@ -308,10 +308,16 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
         sources = tuple(parse_source_token(t, extra_tags) for t in tokens)
     else:
         sources = (parse_source_token(src_single, extra_tags),) if src_single is not None else ()
+    dst_prefix = _optional_str(props, "destinationAddressPrefix")
+    dst_prefixes = _str_list(props, "destinationAddressPrefixes")
+    if dst_prefix is not None:
+        parse_source_token(dst_prefix, extra_tags)  # same grammar as sources: validated, never guessed
+    for token in dst_prefixes:
+        parse_source_token(token, extra_tags)
     return _make_rule(  # positional, in Rule's field order
         name, rule_id, priority, direction, access, protocol, sources, destination_ports,
         src_single, src_plural, src_asgs, src_port_single, src_port_plural, dst_single, dst_plural,
-        _optional_str(props, "destinationAddressPrefix"), _str_list(props, "destinationAddressPrefixes"),
+        dst_prefix, dst_prefixes,
         _id_list(props, "destinationApplicationSecurityGroups"), _optional_str(props, "description"),
         default,
     )

@@ -37,7 +37,7 @@ from typing import Any
 
 from shared.addresses import DEFAULT_PUBLIC, KIND_ALL, KIND_BROAD_TAG, KIND_CIDR, KIND_INTERNET, AddressSet
 from shared.errors import InputError
-from shared.exposure import INTERNET, Evaluator, PublicSources
+from shared.exposure import INTERNET, Destination, Evaluator, PublicSources, destination_of, overlaps
 from shared.findings import STATUS_OPEN, Finding
 from shared.model import DENY, INBOUND, Nsg, Rule, parse_rule
 from shared.ports import PortSet
@@ -271,6 +271,14 @@ def _plan_round(work: Nsg, targets: list[Finding], evaluator: Evaluator, extra_t
     return work
 
 
+def _disjoint_destinations(a: Destination, b: Destination) -> bool:
+    """True only when no NIC can be in both (CIDRs without overlap, no tags or ASGs whose members we
+    cannot see)."""
+    if a.universal or b.universal or a.opaque or b.opaque:
+        return False
+    return not (a.addresses & b.addresses)
+
+
 def _find(nsg: Nsg, name: str) -> Rule | None:
     low = name.lower()
     return next((r for r in nsg.rules if r.name.lower() == low), None)
@@ -308,6 +316,8 @@ class _RulePlanner:
                 why_not.append(f"{candidate.__name__.strip('_')}: {exc.reason}")
                 continue
             problem = self._inexact(after)
+            if problem is None and candidate == self._narrow:
+                problem = self._falls_through_narrow_destination(after)
             if problem is None:
                 return actions, why_not
             why_not.append(problem)
@@ -326,6 +336,26 @@ class _RulePlanner:
             for name in set(a) | set(b):
                 if name != me and a.get(name, _NOTHING) != b.get(name, _NOTHING):
                     return (f"traffic removed from {self.rule.name} would fall through to {name} on port {port}")
+        return None
+
+    def _falls_through_narrow_destination(self, after: Nsg) -> str | None:
+        """Narrowing R lets the removed traffic reach later rules. For an all-destination R the engine sees
+        that (later exposures grow); for a rule aimed at some destinations it cannot, since such a rule never
+        shadows later ones. So then any later Allow that may carry the removed traffic rejects narrowing;
+        insert-deny and shift stay exact because their Deny keeps R's destination."""
+        dest = destination_of(self.rule)
+        if dest.universal:
+            return None
+        removed = self.evaluator.public_sources(self.rule)
+        for later in after.inbound_rules:
+            if later.priority <= self.rule.priority or not later.allows or not later.carries_tcp:
+                continue
+            if not any(p in later.destination_ports for p in self.ports):
+                continue
+            if overlaps(self.evaluator.public_sources(later), removed) and \
+                    not _disjoint_destinations(destination_of(later), dest):
+                return (f"traffic removed from {self.rule.name} would fall through to {later.name} for the "
+                        "same destinations")
         return None
 
     # --- building blocks ---

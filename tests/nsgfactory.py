@@ -29,13 +29,22 @@ def nsg_id(name: str = "nsg1", rg: str = "rg1") -> str:
 
 def rule(name: str, priority: int, port: str | list[str] = "22", source: str | list[str] = "*", *,
          access: str = "Allow", protocol: str = "Tcp", direction: str = "Inbound",
-         asgs: list[str] | None = None, nsg: str = "nsg1") -> dict[str, Any]:
+         asgs: list[str] | None = None, nsg: str = "nsg1", dest: str | list[str] = "*",
+         dest_asgs: list[str] | None = None) -> dict[str, Any]:
     props: dict[str, Any] = {
         "provisioningState": "Succeeded", "protocol": protocol, "sourcePortRange": "*",
         "destinationAddressPrefix": "*", "access": access, "priority": priority, "direction": direction,
         "sourcePortRanges": [], "destinationPortRanges": [], "sourceAddressPrefixes": [],
         "destinationAddressPrefixes": [],
     }
+    if dest_asgs:
+        del props["destinationAddressPrefix"]
+        props["destinationApplicationSecurityGroups"] = [{"id": a} for a in dest_asgs]
+    elif isinstance(dest, list):
+        del props["destinationAddressPrefix"]
+        props["destinationAddressPrefixes"] = dest
+    else:
+        props["destinationAddressPrefix"] = dest
     if isinstance(port, list):
         props["destinationPortRanges"] = port
     else:

@@ -169,5 +169,5 @@ def test_extra_tags_option(tmp_path, capsys):
     path = tmp_path / "corp.json"
     path.write_text(json.dumps(nsg([rule("corp", 100, "22", "CorpEgress")])))
     code, _, err = run(capsys, "scan", str(path))
-    assert code == 2 and "unknown source 'CorpEgress'" in err
+    assert code == 2 and "unknown address prefix 'CorpEgress'" in err
     assert run(capsys, "scan", str(path), "--extra-tags", "CorpEgress")[0] == 0

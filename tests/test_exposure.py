@@ -90,6 +90,29 @@ CASES = [
     ("management-broad", [rule("r", 300, "5986", "52.0.0.0/8")], [("r", 5986, "broad", True, "medium")], False),
     ("latent-custom-trusted-not-reported", [rule("d", 100, "*", "*", access="Deny"),
                                             rule("a", 200, "2222", "52.174.10.16/28")], [], True),
+    # Destinations: only a rule that reaches every NIC behind the NSG shadows wholesale.
+    ("deny-to-one-vm-does-not-shadow-others", [rule("d", 100, "22", "*", access="Deny", dest="10.0.0.4"),
+                                               rule("a", 200, "22", "*")], [("a", 22, "internet", True, "high")],
+     False),
+    ("deny-to-vnet-shadows", [rule("d", 100, "22", "*", access="Deny", dest="VirtualNetwork"),
+                              rule("a", 200, "22", "*")], [("a", 22, "internet", False, "info")], True),
+    ("allow-to-one-vm-and-allow-to-all-both-expose", [rule("a1", 100, "22", "*", dest="10.0.0.4"),
+                                                      rule("a2", 200, "22", "*")],
+     [("a1", 22, "internet", True, "high"), ("a2", 22, "internet", True, "high")], False),
+    ("deny-to-subnet-shadows-allow-to-vm-in-it", [rule("d", 100, "22", "*", access="Deny", dest="10.0.0.0/24"),
+                                                  rule("a", 200, "22", "*", dest="10.0.0.4")],
+     [("a", 22, "internet", False, "info")], True),
+    ("deny-to-vm-does-not-shadow-allow-to-subnet", [rule("d", 100, "22", "*", access="Deny", dest="10.0.0.4"),
+                                                    rule("a", 200, "22", "*", dest="10.0.0.0/24")],
+     [("a", 22, "internet", True, "high")], False),
+    ("deny-to-asg-does-not-shadow-all", [rule("d", 100, "22", "*", access="Deny", dest_asgs=["/x/asg-web"]),
+                                         rule("a", 200, "22", "*")], [("a", 22, "internet", True, "high")], False),
+    ("deny-to-same-asg-shadows", [rule("d", 100, "22", "*", access="Deny", dest_asgs=["/x/asg-web"]),
+                                  rule("a", 200, "22", "*", dest_asgs=["/X/ASG-WEB"])],
+     [("a", 22, "internet", False, "info")], True),
+    ("deny-to-both-families-is-universal", [rule("d", 100, "22", "*", access="Deny", dest=["0.0.0.0/0", "::/0"]),
+                                            rule("a", 200, "22", "*")], [("a", 22, "internet", False, "info")],
+     True),
     ("mixed-case-enums", [rule("r", 300, "22", "*", access="allow", protocol="tcp", direction="inbound")],
      [("r", 22, "internet", True, "high")], False),
 ]
@@ -131,6 +154,11 @@ def test_finding_ids_are_stable_and_distinct():
     b = ENGINE.evaluate(parse_nsg(nsg([rule("allowssh", 310, "*", "52.0.0.0/8"), rule("other", 300, "80", "*")])))
     assert sorted(f.finding_id for f in a) == sorted(f.finding_id for f in b.findings)
     assert len({f.finding_id for f in a}) == len(a) == 6
+
+
+def test_reason_names_a_narrow_destination():
+    result = ENGINE.evaluate(parse_nsg(nsg([rule("a", 100, "22", "*", dest="10.0.0.4")])))
+    assert result.findings[0].reason.startswith("TCP 22 allowed from the internet to 10.0.0.4 by rule a")
 
 
 def test_thousand_rule_nsg():

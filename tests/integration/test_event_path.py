@@ -177,4 +177,4 @@ def test_invalid_nsg_data_is_recorded_as_an_error_row(guard: Guard):
     guard.azure.seed_nsg(bad)
     guard.deliver(function_event("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
     (evaluation,) = guard.rows(RecordType="evaluation")
-    assert evaluation["Status"] == "Error" and "unknown source 'NotATag'" in evaluation["Details"]["error"]
+    assert evaluation["Status"] == "Error" and "unknown address prefix 'NotATag'" in evaluation["Details"]["error"]
