@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from shared import __version__
+from shared import __version__, sweep_cli
 from shared.errors import ConfigError, InputError
 from shared.policy import DEFAULT_MANAGEMENT_PORTS, SEVERITY_ORDER, Policy, parse_port_list, watched_ports
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     _add_policy_options(scan)
     scan.set_defaults(handler=_cmd_scan)
+    sweep_cli.register(sub)
     return parser
 
 
