@@ -50,6 +50,7 @@ class Settings:
     sweep_subscriptions: tuple[str, ...] = ()
     sweep_management_groups: tuple[str, ...] = ()
     sweep_batch_rows: int = 5000
+    outbox_retry_base_s: int = 60
     outbox_blob_endpoint: str | None = None
     outbox_container: str = "nsg-guard-outbox"
     deadletter_container: str = "eventgrid-deadletter"
@@ -173,6 +174,7 @@ class Settings:
             sweep_subscriptions=csv("SWEEP_SUBSCRIPTIONS"),
             sweep_management_groups=csv("SWEEP_MANAGEMENT_GROUPS"),
             sweep_batch_rows=integer("SWEEP_BATCH_ROWS", 5000, 100, 100000),
+            outbox_retry_base_s=integer("OUTBOX_RETRY_BASE_SECONDS", 60, 0, 86400),
             outbox_blob_endpoint=url("OUTBOX_BLOB_ENDPOINT"),
             outbox_container=get("OUTBOX_CONTAINER") or "nsg-guard-outbox",
             deadletter_container=get("DEADLETTER_CONTAINER") or "eventgrid-deadletter",

@@ -26,7 +26,8 @@ def build_outbox(settings: Settings, credential: Any) -> Outbox | None:
 
     if not storage_configured(settings):
         return None
-    return Outbox(BlobOutboxStore(blob_service(settings, credential), settings.outbox_container))
+    return Outbox(BlobOutboxStore(blob_service(settings, credential), settings.outbox_container),
+                  base=float(settings.outbox_retry_base_s))
 
 
 def outboxed(sink: RowSink, outbox: Outbox | None) -> RowSink:
