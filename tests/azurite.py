@@ -46,7 +46,7 @@ class Azurite:
         """A fresh container name per test (the session's Azurite is shared)."""
         return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
-    def service(self):  # noqa: ANN201 - azure.storage.blob.BlobServiceClient
+    def service(self):
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(self.connection_string)
@@ -84,7 +84,7 @@ def start_azurite() -> tuple[Azurite, subprocess.Popen]:
         port = _free_port()
         proc = subprocess.Popen(
             [str(BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", workspace,
-             "--silent", "--skipApiVersionCheck", "--loose", "--inMemoryPersistence"],
+             "--silent", "--skipApiVersionCheck", "--loose"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             _wait(port, proc)
@@ -103,9 +103,9 @@ def azurite() -> Iterator[Azurite]:
     try:
         yield server
     finally:
-        proc.terminate()
+        proc.terminate()  # Azurite then waits for idle keep-alive connections to close: give it 2 s
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
