@@ -97,7 +97,8 @@ def parse_public_nic(row: Any) -> PublicNic | None:
     props = row.get("properties") or {}
     if not isinstance(props, Mapping):
         raise InputError("field 'properties' must be an object", nsg=row["id"])
-    configs = props.get("ipConfigurations") or []
+    configs = props.get("ipConfigurations")
+    configs = [] if configs is None else configs
     if not isinstance(configs, list):
         raise InputError("field 'ipConfigurations' must be a list", nsg=row["id"])
     subnets: list[str] = []
