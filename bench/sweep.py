@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _nsg(rng: random.Random, sub: str, index: int, rules: int) -> dict[str, Any]:
     name = f"nsg-{index:06d}"
-    nsg_id = f"/subscriptions/{sub}/resourceGroups/rg-{index % 20}/providers/Microsoft.Network/networkSecurityGroups/{name}"
+    nsg_id = (f"/subscriptions/{sub}/resourceGroups/rg-{index % 20}/providers/Microsoft.Network/"
+              f"networkSecurityGroups/{name}")
     out = []
     for n in range(rules):
         roll = rng.random()
