@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/nsg-guard scan examples/estate.json --ssh-ports 2222 --fail-on never
+	$(BIN)/nsg-guard demo --out demo-out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

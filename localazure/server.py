@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from .arm import NetworkStore, Operation, key_of, nsg_id
 from .auth import DEFAULT_TOKEN, StaticTokenCredential
+from .eventgrid import LOCAL_DEVELOPER, EventGridTopic, Principal
 from .faults import FaultInjector, RequestInfo
 from .graph import GraphStore
 from .ingestion import DEFAULT_DCR_ID, IngestionStore
@@ -126,6 +127,10 @@ class _Server(ThreadingHTTPServer):
         super().__init__(addr, _Handler)
 
     def finish_request(self, request: Any, client_address: Any) -> None:  # runs in the per-connection thread
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle + the client's delayed ACK
+        # add ~40 ms to every response on loopback, which would dominate every latency we measure.
+        with contextlib.suppress(OSError):
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_ctx is not None:
             try:
                 request.settimeout(30)
@@ -218,7 +223,9 @@ class _Handler(BaseHTTPRequestHandler):
         kind = r.kind if r else "unknown"
         self._kind = kind
         resource = r.resource if r else "unknown"
-        authorized = self.headers.get("Authorization", "") == f"Bearer {azure.token}"
+        auth_header = self.headers.get("Authorization", "")
+        principal = azure.principal_for(auth_header)
+        authorized = principal is not None
         self._rec = RequestRecord(self.command, split.path, kind, resource, None, authorized)
         azure._record(self._rec)
         info = RequestInfo(self.command, split.path, kind, query, body)
@@ -273,6 +280,8 @@ class _Handler(BaseHTTPRequestHandler):
                         f"The requested method {self.command} is not allowed on {split.path}.",
                     )
                 status, out, headers = handler(self, r, query, body)
+                if kind in ("arm.put", "arm.delete") and status < 300 and status != 204:
+                    azure._publish(self, r, principal)
                 self._send(status, out, headers)
             except ArmError as err:
                 self._send(err.status, err.body(), err.headers)
@@ -328,6 +337,8 @@ class LocalAzure:
         self.dcr_id = dcr_id
         self.stream = self.ingestion.add_schema(dcr_id, schema_path)
         self.faults = FaultInjector()
+        self.event_grid = EventGridTopic(tenant_id)
+        self._principals: dict[str, Principal] = {}
         self.requests: list[RequestRecord] = []
         self._req_lock = threading.Lock()
         self._tls = tls
@@ -480,6 +491,42 @@ class LocalAzure:
         return self.ingestion.read(stream)
 
     # --- counters ---
+    def app_settings(self, **extra: str) -> dict[str, str]:
+        """Environment for NSG Guard in explicit local mode, pointed at this server."""
+        return {
+            "NSG_GUARD_AUTH": "local", "NSG_GUARD_LOCAL_TOKEN": self.token,
+            "NSG_GUARD_CA_BUNDLE": str(self.ca_path), "ARM_ENDPOINT": self.url,
+            "LOGS_INGESTION_ENDPOINT": self.url, "LOGS_DCR_IMMUTABLE_ID": self.dcr_id,
+            "LOGS_STREAM_NAME": self.stream, **extra,
+        }
+
+    def add_principal(self, token: str, principal: Principal) -> StaticTokenCredential:
+        """Accept another bearer token, acting as ``principal`` (who Event Grid events name as the actor)."""
+        self._principals[token] = principal
+        return StaticTokenCredential(token)
+
+    def principal_for(self, authorization: str) -> Principal | None:
+        if not authorization.startswith("Bearer "):
+            return None
+        token = authorization[len("Bearer "):]
+        if token == self.token:
+            return LOCAL_DEVELOPER
+        return self._principals.get(token)
+
+    def _publish(self, h: Any, r: Route, principal: Principal | None) -> None:
+        p = r.params
+        if r.resource not in ("nsg", "rule") or principal is None:
+            return
+        resource_id = nsg_id(p["sub"], p["rg"], p["name"])
+        operation = "Microsoft.Network/networkSecurityGroups"
+        if r.resource == "rule":
+            resource_id += f"/securityRules/{p['rule']}"
+            operation += "/securityRules"
+        operation += "/delete" if h.command == "DELETE" else "/write"
+        self.event_grid.publish(resource_id=resource_id, subscription=p["sub"], operation=operation,
+                                delete=h.command == "DELETE", method=h.command,
+                                url=f"https://management.azure.com{h.path}", principal=principal)
+
     def _record(self, rec: RequestRecord) -> None:
         with self._req_lock:
             self.requests.append(rec)

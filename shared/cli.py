@@ -50,8 +50,37 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     _add_policy_options(scan)
     scan.set_defaults(handler=_cmd_scan)
+
+    demo = sub.add_parser("demo", help="offline demo of the whole flow against the local Azure stand-ins")
+    demo.add_argument("--out", metavar="DIR", help="keep the ingested rows (JSONL) in DIR")
+    demo.set_defaults(handler=_cmd_demo)
+
+    local = sub.add_parser("localazure", help="serve the local Azure stand-ins (ARM, Resource Graph, Logs "
+                                              "Ingestion) until Ctrl-C")
+    local.add_argument("--port", type=int, default=8443)
+    local.add_argument("--seed", action="append", default=[], metavar="FILE",
+                       help="NSG JSON to seed (repeatable)")
+    local.add_argument("--data-dir", metavar="DIR", help="append ingested rows to DIR/<stream>.jsonl")
+    local.set_defaults(handler=_cmd_localazure)
     sweep_cli.register(sub)
     return parser
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from localazure.demo import run_demo
+
+    return run_demo(args.out)
+
+
+def _cmd_localazure(args: argparse.Namespace) -> int:
+    from localazure.__main__ import main as serve
+
+    argv = ["--port", str(args.port)]
+    for path in args.seed:
+        argv += ["--seed", path]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    return int(serve(argv) or 0)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:

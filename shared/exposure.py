@@ -74,6 +74,7 @@ class Evaluator:
         self._public_v4 = public.v4.size()
         self._public_v6 = public.v6.size()
         self._cache: dict[tuple[SourceToken, ...], PublicSources] = {}
+        self._token_public: dict[str, AddressSet] = {}
         self._port_hits: dict[tuple[object, tuple[int, ...]], tuple[int, ...]] = {}
 
     # --- sources --------------------------------------------------------------------------------
@@ -91,7 +92,13 @@ class Evaluator:
                 tags.clear()
                 break
             if token.kind == KIND_CIDR:
-                addresses = addresses | (token.addresses & self.public)
+                part = self._token_public.get(token.text)
+                if part is None:
+                    part = token.addresses & self.public
+                    if len(self._token_public) > 16384:
+                        self._token_public.clear()
+                    self._token_public[token.text] = part
+                addresses = addresses | part if addresses else part
             elif token.kind == KIND_BROAD_TAG:
                 tags.add(token.text.lower())
         result = PublicSources(addresses, frozenset(tags))

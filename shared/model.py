@@ -227,19 +227,25 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
         raise InputError("security rule without a 'name'")
     try:
         if flattened:
-            unknown = set(obj) - RULE_PROPERTY_KEYS - AZ_RULE_EXTRA_KEYS
             props: Mapping[str, Any] = obj
+            if not _AZ_RULE_KEYS.issuperset(obj):
+                _reject_unknown(set(obj) - _AZ_RULE_KEYS)
         else:
-            unknown = set(obj) - RULE_ENVELOPE_KEYS
             props = obj.get("properties")
             if not isinstance(props, Mapping):
                 raise InputError("missing required field 'properties' (or pass the az CLI flattened shape)")
-            unknown |= set(props) - RULE_PROPERTY_KEYS
-        if unknown:
-            raise InputError(f"unknown field(s) {sorted(unknown)}: NSG Guard will not guess what they mean")
+            if not RULE_ENVELOPE_KEYS.issuperset(obj) or not RULE_PROPERTY_KEYS.issuperset(props):
+                _reject_unknown((set(obj) - RULE_ENVELOPE_KEYS) | (set(props) - RULE_PROPERTY_KEYS))
         return _build_rule(name, obj, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
     except InputError as exc:
         raise exc.located(rule=name) from None
+
+
+_AZ_RULE_KEYS = RULE_PROPERTY_KEYS | AZ_RULE_EXTRA_KEYS
+
+
+def _reject_unknown(unknown: set[str]) -> None:
+    raise InputError(f"unknown field(s) {sorted(unknown)}: NSG Guard will not guess what they mean")
 
 
 def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], *, nsg_id: str,

@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from shared.events import _parse_time
+from localazure.functions import eventgrid_event
 from tests.nsgfactory import reference
 
 SAMPLE_NSG = ("/subscriptions/2c1e3d4f-0000-4000-8000-00000000a11c/resourceGroups/rg-ml-gpu/providers/"
@@ -32,10 +32,5 @@ def event_dict(sample: str, nsg_id: str, rule: str | None = None, *, event_id: s
 
 
 def function_event(sample: str, nsg_id: str, rule: str | None = None, **kw: Any) -> Any:
-    """A real ``azure.functions.EventGridEvent``, as the Functions worker builds it."""
-    import azure.functions as func
-
-    d = event_dict(sample, nsg_id, rule, **kw)
-    return func.EventGridEvent(id=d["id"], data=d["data"], topic=d["topic"], subject=d["subject"],
-                               event_type=d["eventType"], event_time=_parse_time(d["eventTime"]),
-                               data_version=d["dataVersion"])
+    """A real ``azure.functions.EventGridEvent``, as the Functions worker builds it (Event Grid schema)."""
+    return eventgrid_event(event_dict(sample, nsg_id, rule, **kw))
