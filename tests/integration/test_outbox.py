@@ -95,9 +95,9 @@ def test_parking_failing_too_raises_so_event_grid_redelivers(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead_port = s.getsockname()[1]
-    env = local_env(local_azure, NSG_GUARD_STORAGE_CONNECTION_STRING=(
+    env = {**local_env(local_azure, NSG_GUARD_STORAGE_CONNECTION_STRING=(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-        f"BlobEndpoint=http://127.0.0.1:{dead_port}/devstoreaccount1;"), SDK_RETRY_TOTAL="1")
+        f"BlobEndpoint=http://127.0.0.1:{dead_port}/devstoreaccount1;")), "SDK_RETRY_TOTAL": "1"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     event_deps.cache_clear()
