@@ -1,8 +1,10 @@
-# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+# Two commands for a fresh machine: `make demo` and `make test`. Both create .venv on first use;
+# `make test` also installs Azurite (npm ci) for the storage tests.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: demo test lint bench setup clean
 
@@ -12,12 +14,16 @@ $(STAMP): pyproject.toml requirements.txt
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+setup: $(STAMP) $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/nsg-guard demo --out demo-out
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -17,3 +17,21 @@ def on_nsg_change(event: func.EventGridEvent) -> None:
     from shared.handlers import handle_nsg_event
 
     handle_nsg_event(event, event_deps())
+
+
+@app.function_name("nightly_sweep")
+@app.timer_trigger(arg_name="timer", schedule="%SWEEP_SCHEDULE%", run_on_startup=False)
+def nightly_sweep(timer: func.TimerRequest) -> None:
+    """Every NSG in scope via Resource Graph, evaluated page by page; one sweep summary row."""
+    from shared.azure.wiring import sweep_from_env
+
+    sweep_from_env()
+
+
+@app.function_name("outbox_retry")
+@app.timer_trigger(arg_name="timer", schedule="%OUTBOX_SCHEDULE%", run_on_startup=False)
+def outbox_retry(timer: func.TimerRequest) -> None:
+    """Rows parked because ingestion failed: retried with backoff until accepted."""
+    from shared.azure.wiring import retry_outbox_from_env
+
+    retry_outbox_from_env()

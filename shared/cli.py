@@ -6,8 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from shared import __version__
+from shared import __version__, remediate_cli, sweep_cli
 from shared.errors import ConfigError, InputError
+from shared.findings import STATUS_EXEMPT
 from shared.policy import DEFAULT_MANAGEMENT_PORTS, SEVERITY_ORDER, Policy, parse_port_list, watched_ports
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="exit 1 when a finding at or above this severity exists (default: %(default)s; "
                            "latent findings are 'info')")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    scan.add_argument("--exempt-tag", default="nsg-guard-exempt", metavar="TAG",
+                      help="NSG tag holding exemptions (default: %(default)s); exempt findings are kept but "
+                           "do not fail --fail-on")
     _add_policy_options(scan)
     scan.set_defaults(handler=_cmd_scan)
 
@@ -62,10 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="NSG JSON to seed (repeatable)")
     local.add_argument("--data-dir", metavar="DIR", help="append ingested rows to DIR/<stream>.jsonl")
     local.set_defaults(handler=_cmd_localazure)
-
-    from shared import remediate_cli
-
     remediate_cli.register(sub)
+    sweep_cli.register(sub)
     return parser
 
 
@@ -93,7 +95,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     engine = Engine(policy_from_args(args))
     errors: list[InputError] = []
-    results = list(scan_files(args.files, engine, errors))
+    results = list(scan_files(args.files, engine, errors, exempt_tag=args.exempt_tag))
     if errors:
         for err in errors[:50]:
             print(f"nsg-guard: error: {err}", file=sys.stderr)
@@ -114,7 +116,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     if args.fail_on == "never":
         return EXIT_OK
     threshold = SEVERITY_ORDER[args.fail_on]
-    failing = any(SEVERITY_ORDER[f.severity] >= threshold
+    failing = any(SEVERITY_ORDER[f.severity] >= threshold and f.status != STATUS_EXEMPT
                   for r in results for f in r.evaluation.findings)
     return EXIT_FINDINGS if failing else EXIT_OK
 

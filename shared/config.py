@@ -2,6 +2,11 @@
 
 Every setting the app reads is here, with its default; README "Settings" and infra/ mirror this list.
 A bad value is a :class:`ConfigError` that names the variable: the app refuses to run half-configured.
+
+Read by the Functions host, not by this module (timer schedules, NCRONTAB with seconds, UTC):
+``SWEEP_SCHEDULE`` (``%SWEEP_SCHEDULE%`` of ``nightly_sweep``; default ``0 0 2 * * *`` = 02:00 UTC, set by
+infra/ and local.settings.json) and ``OUTBOX_SCHEDULE`` (``%OUTBOX_SCHEDULE%`` of ``outbox_retry``; default
+``0 */5 * * * *``). The host refuses to start a timer whose setting is missing, so both must be set.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class Settings:
     owner_tag: str = "owner"
     sweep_subscriptions: tuple[str, ...] = ()
     sweep_management_groups: tuple[str, ...] = ()
+    sweep_batch_rows: int = 5000
+    outbox_retry_base_s: int = 60
     outbox_blob_endpoint: str | None = None
     outbox_container: str = "nsg-guard-outbox"
     deadletter_container: str = "eventgrid-deadletter"
@@ -166,6 +173,8 @@ class Settings:
             owner_tag=get("OWNER_TAG") or "owner",
             sweep_subscriptions=csv("SWEEP_SUBSCRIPTIONS"),
             sweep_management_groups=csv("SWEEP_MANAGEMENT_GROUPS"),
+            sweep_batch_rows=integer("SWEEP_BATCH_ROWS", 5000, 100, 100000),
+            outbox_retry_base_s=integer("OUTBOX_RETRY_BASE_SECONDS", 60, 0, 86400),
             outbox_blob_endpoint=url("OUTBOX_BLOB_ENDPOINT"),
             outbox_container=get("OUTBOX_CONTAINER") or "nsg-guard-outbox",
             deadletter_container=get("DEADLETTER_CONTAINER") or "eventgrid-deadletter",

@@ -155,7 +155,10 @@ def apply_exemptions(evaluation: NsgEvaluation, tag_name: str = DEFAULT_EXEMPT_T
             covering = [e for e in exemptions if e.covers(f)]
             live = [e for e in covering if not e.expired(now)]
             if live:
-                f = replace(f, status=STATUS_EXEMPT, details={**f.details, "exemption": live[0].to_json()})
+                e = live[0]
+                note = f" [exempt until {e.expires:%Y-%m-%d}: {e.ticket or e.reason}]"
+                f = replace(f, status=STATUS_EXEMPT, reason=f.reason + note,
+                            details={**f.details, "exemption": e.to_json()})
             elif covering:
                 f = replace(f, details={**f.details, "expiredExemption": covering[0].to_json()})
         out.append(f)

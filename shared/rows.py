@@ -167,3 +167,18 @@ def remediation_row(ctx: RowContext, record: Any) -> dict[str, Any]:
         row["Port"] = record.ports[0]
     row["Details"] = details
     return row
+
+
+def sweep_row(ctx: RowContext, summary: dict[str, Any]) -> dict[str, Any]:
+    """The ``RecordType == "sweep"`` summary row of one sweep (docs §4; queries/compliance_over_time.kql).
+
+    ``summary`` goes to ``Details``: ``scope``, ``nsgs``, ``compliant``, ``compliancePercent``,
+    ``findings`` (open findings by severity), ``latent``, ``failures`` (a list), ``durationSeconds``...
+    ``Result`` is ``completed`` (no failures), ``partial`` or ``failed`` (nothing evaluated).
+    """
+    assert ctx.sweep_id, "sweep_row needs RowContext.sweep_id"
+    row = _base(ctx, RECORD_SWEEP, row_id(ctx.run_id, RECORD_SWEEP, ctx.sweep_id))
+    failures = summary.get("failures") or []
+    row["Result"] = "completed" if not failures else ("partial" if summary.get("nsgs") else "failed")
+    row["Details"] = dict(summary)
+    return row

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared.errors import InputError
+from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
 from shared.model import iter_nsg_documents, parse_nsg
 from shared.output import ScannedNsg
 from shared.policy import Engine
@@ -24,7 +26,8 @@ def load_json_file(path: str) -> object:
                          source=path) from None
 
 
-def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError]) -> Iterator[ScannedNsg]:
+def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *,
+               exempt_tag: str = DEFAULT_EXEMPT_TAG, now: datetime | None = None) -> Iterator[ScannedNsg]:
     """Evaluate every NSG in every file. Bad NSGs are appended to ``errors`` (with file, NSG, rule)
     while the rest of the input is still checked, so one run reports every problem at once."""
     for path in paths:
@@ -44,4 +47,4 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError]) -
                                          rule=located.rule, field=located.field)
                 errors.append(located)
                 continue
-            yield ScannedNsg(path, engine.evaluate(nsg))
+            yield ScannedNsg(path, apply_exemptions(engine.evaluate(nsg), exempt_tag, now or datetime.now(UTC)))

@@ -52,7 +52,7 @@ def test_json_contract_field_for_field(capsys):
             assert isinstance(f[key], kind), key
         assert f["severity"] in {"info", "low", "medium", "high", "critical"}
         assert f["exposure"] in {"internet", "broad", "trusted"}
-        assert f["portKind"] in {"ssh", "ssh-custom", "management"}
+        assert f["portKind"] in {"ssh", "ssh-custom", "management"}  # (+ "exemption-tag" for malformed tags)
         assert f["reason"].startswith(("TCP ", "latent: TCP "))
 
 
@@ -171,3 +171,21 @@ def test_extra_tags_option(tmp_path, capsys):
     code, _, err = run(capsys, "scan", str(path))
     assert code == 2 and "unknown address prefix 'CorpEgress'" in err
     assert run(capsys, "scan", str(path), "--extra-tags", "CorpEgress")[0] == 0
+
+
+@pytest.mark.parametrize(("tag", "code", "status_note"), [
+    ("rules=AllowSSH; expires=2999-12-31; ticket=CHG-42", 0, "exempt until 2999-12-31: CHG-42"),
+    ("rules=AllowSSH; expires=2020-01-01; ticket=CHG-1", 1, None),
+    ("rules=AllowSSH", 1, None),  # malformed: reported as a finding of its own, never ignored
+])
+def test_scan_applies_exemptions(tmp_path, capsys, tag, code, status_note):
+    path = tmp_path / "exempt.json"
+    path.write_text(json.dumps(nsg([rule("AllowSSH", 300, "22", "*")], tags={"nsg-guard-exempt": tag})))
+    got, out, _ = run(capsys, "scan", str(path), "--format", "json")
+    findings = json.loads(out)["findings"]
+    ssh = next(f for f in findings if f["ruleName"] == "AllowSSH")
+    assert got == code and ssh["severity"] == "high"
+    assert (status_note in ssh["reason"]) if status_note else ("exempt until" not in ssh["reason"])
+    if tag == "rules=AllowSSH":
+        (bad,) = [f for f in findings if f["portKind"] == "exemption-tag"]
+        assert bad["severity"] == "low" and "malformed" in bad["reason"]

@@ -1,0 +1,307 @@
+"""The compliance KPIs computed from table rows (pure): the same definitions as the workbook's KQL.
+
+Each function mirrors one query in ``queries/`` (kept by infra; the workbook and alerts are built from
+them), so ``nsg-guard report --from rows.jsonl`` prints what the workbook shows:
+
+* :func:`compliance_over_time` - ``compliance_over_time.kql``: per sweep, NSGs, compliant, percent.
+* :func:`open_findings` - ``open_findings_by_{severity,owner,subscription}.kql``: findings whose latest
+  finding row is ``Open`` and that the latest evaluation row of their NSG still lists in OpenFindingIds.
+* :func:`mttr` - ``mttr.kql``: opened = first ``Open`` finding row; resolved = first later evaluation row of
+  the same NSG without the id, or a later ``Resolved`` finding row, whichever is first. Mean, p50, p90 hours.
+* :func:`reverts` - ``reverts.kql``: remediation rows per day, result and mode.
+* :func:`top_actors_port22` - ``top_actors_port22.kql``: who opened port 22 (rows from change events).
+
+Rows may repeat (outbox retries, replays): everything starts by keeping the latest row per ``RowId``.
+For the demo: ``print(render_report(compute_kpis(rows)))`` or ``report_file(path)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.errors import InputError
+
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+NO_OWNER = "(no owner tag)"
+
+
+def parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise InputError(f"TimeGenerated {value!r} is not a timestamp")
+    text = value.strip().replace("Z", "+00:00")
+    if "." in text:  # Log Analytics exports 7 fractional digits
+        head, _, rest = text.partition(".")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"TimeGenerated {value!r} is not an ISO 8601 timestamp") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def load_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Rows from a JSON Lines file (the demo's / localazure's ``<stream>.jsonl``, or a Log Analytics export
+    saved as JSON Lines). A JSON array file is accepted too."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
+    if text.lstrip().startswith("["):
+        data = json.loads(text)
+        yield from (r for r in data if isinstance(r, dict))
+        return
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"line {number} is not JSON: {exc.msg}", source=str(path)) from None
+        if isinstance(row, dict):
+            yield row
+
+
+def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``summarize arg_max(TimeGenerated, *) by RowId`` (rows without a RowId are kept as they are)."""
+    latest: dict[str, tuple[datetime, dict[str, Any]]] = {}
+    loose: list[dict[str, Any]] = []
+    for row in rows:
+        row = {**row, "TimeGenerated": parse_time(row.get("TimeGenerated"))}
+        rid = row.get("RowId")
+        if not rid:
+            loose.append(row)
+            continue
+        seen = latest.get(rid)
+        if seen is None or row["TimeGenerated"] > seen[0]:
+            latest[rid] = (row["TimeGenerated"], row)
+    return [r for _, r in latest.values()] + loose
+
+
+def _nsg_key(row: dict[str, Any]) -> str:
+    return str(row.get("NsgId") or "").lower()
+
+
+def _details(row: dict[str, Any]) -> dict[str, Any]:
+    d = row.get("Details")
+    if isinstance(d, str):
+        try:
+            d = json.loads(d)
+        except json.JSONDecodeError:
+            return {}
+    return d if isinstance(d, dict) else {}
+
+
+def compliance_over_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    per: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("RecordType") != "sweep":
+            continue
+        d = _details(row)
+        entry = per.setdefault(str(row.get("SweepId")), {"sweepId": row.get("SweepId"), "nsgs": 0, "compliant": 0,
+                                                          "time": row["TimeGenerated"]})
+        entry["nsgs"] += int(d.get("nsgs") or 0)
+        entry["compliant"] += int(d.get("compliant") or 0)
+        entry["time"] = max(entry["time"], row["TimeGenerated"])
+    out = []
+    for entry in sorted(per.values(), key=lambda e: e["time"]):
+        nsgs = entry["nsgs"]
+        entry["compliancePercent"] = round(100.0 * entry["compliant"] / nsgs, 2) if nsgs else None
+        out.append(entry)
+    return out
+
+
+def open_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The findings open now: latest finding row per id is Open and the NSG's latest evaluation lists it."""
+    last_eval: dict[str, tuple[datetime, list[str]]] = {}
+    last_finding: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kind = row.get("RecordType")
+        if kind == "evaluation":
+            key = _nsg_key(row)
+            if key not in last_eval or row["TimeGenerated"] > last_eval[key][0]:
+                last_eval[key] = (row["TimeGenerated"], list(row.get("OpenFindingIds") or []))
+        elif kind == "finding":
+            fid = str(row.get("FindingId"))
+            if fid not in last_finding or row["TimeGenerated"] > last_finding[fid]["TimeGenerated"]:
+                last_finding[fid] = row
+    open_ids = {fid for _, ids in last_eval.values() for fid in ids if fid}
+    return [r for fid, r in last_finding.items() if r.get("Status") == "Open" and fid in open_ids]
+
+
+def group_open(findings: list[dict[str, Any]], column: str) -> list[tuple[str, int]]:
+    counts: Counter[str] = Counter()
+    for f in findings:
+        value = f.get(column) or (NO_OWNER if column == "Owner" else "")
+        counts[str(value)] += 1
+    if column == "Severity":
+        return sorted(counts.items(), key=lambda kv: (SEVERITY_RANK.get(kv[0], 4), kv[0]))
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (Kusto's ``percentile`` also returns a member of the set)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def remediations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each finding's first opening and first resolution after it (findings never resolved are left out)."""
+    opened: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.get("RecordType") == "finding" and row.get("Status") == "Open":
+            fid = str(row.get("FindingId"))
+            seen = opened.get(fid)
+            if seen is None or row["TimeGenerated"] < seen["openedAt"]:
+                opened[fid] = {"findingId": fid, "openedAt": row["TimeGenerated"], "nsg": _nsg_key(row),
+                               "severity": seen["severity"] if seen else row.get("Severity")}
+    evals: dict[str, list[tuple[datetime, frozenset[str]]]] = defaultdict(list)
+    resolved_rows: dict[str, list[datetime]] = defaultdict(list)
+    for row in rows:
+        if row.get("RecordType") == "evaluation":
+            evals[_nsg_key(row)].append((row["TimeGenerated"], frozenset(row.get("OpenFindingIds") or [])))
+        elif row.get("RecordType") == "finding" and row.get("Status") == "Resolved":
+            resolved_rows[str(row.get("FindingId"))].append(row["TimeGenerated"])
+    out = []
+    for fid, o in opened.items():
+        candidates = [t for t, ids in evals.get(o["nsg"], []) if t > o["openedAt"] and fid not in ids]
+        candidates += [t for t in resolved_rows.get(fid, []) if t > o["openedAt"]]
+        if candidates:
+            resolved = min(candidates)
+            out.append({**o, "resolvedAt": resolved,
+                        "hours": (resolved - o["openedAt"]).total_seconds() / 3600.0})
+    return out
+
+
+def mttr(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per severity (critical first): resolved count, mean/p50/p90 hours to remediate; plus an ``all`` line."""
+    per: dict[str, list[float]] = defaultdict(list)
+    for r in remediations(rows):
+        per[str(r["severity"])].append(r["hours"])
+    out = []
+    for severity in sorted(per, key=lambda s: (SEVERITY_RANK.get(s, 4), s)):
+        hours = per[severity]
+        out.append({"severity": severity, "resolved": len(hours), "mttrHours": round(sum(hours) / len(hours), 2),
+                    "p50Hours": round(_percentile(hours, 50), 2), "p90Hours": round(_percentile(hours, 90), 2)})
+    everything = [h for hs in per.values() for h in hs]
+    if everything:
+        out.append({"severity": "all", "resolved": len(everything),
+                    "mttrHours": round(sum(everything) / len(everything), 2),
+                    "p50Hours": round(_percentile(everything, 50), 2),
+                    "p90Hours": round(_percentile(everything, 90), 2)})
+    return out
+
+
+def reverts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for row in rows:
+        if row.get("RecordType") == "remediation":
+            day = row["TimeGenerated"].astimezone(UTC).strftime("%Y-%m-%d")
+            counts[(day, str(row.get("Result") or ""), str(row.get("Mode") or ""))] += 1
+    return [{"day": d, "result": r, "mode": m, "remediations": n} for (d, r, m), n in sorted(counts.items())]
+
+
+def top_actors_port22(rows: list[dict[str, Any]], top: int = 10) -> list[dict[str, Any]]:
+    per: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        if row.get("RecordType") != "finding" or row.get("Port") != 22 or row.get("Status") != "Open" \
+                or not row.get("Actor"):
+            continue
+        key = (str(row["Actor"]), str(row.get("ActorType") or ""))
+        entry = per.setdefault(key, {"actor": key[0], "actorType": key[1], "findings": set(), "nsgs": set(),
+                                     "lastSeen": row["TimeGenerated"]})
+        entry["findings"].add(row.get("FindingId"))
+        entry["nsgs"].add(_nsg_key(row))
+        entry["lastSeen"] = max(entry["lastSeen"], row["TimeGenerated"])
+    out = [{**e, "findings": len(e["findings"]), "nsgs": len(e["nsgs"])} for e in per.values()]
+    out.sort(key=lambda e: (-e["findings"], e["actor"]))
+    return out[:top]
+
+
+@dataclass
+class Kpis:
+    rows: int
+    compliance: list[dict[str, Any]] = field(default_factory=list)
+    open_by_severity: list[tuple[str, int]] = field(default_factory=list)
+    open_by_owner: list[tuple[str, int]] = field(default_factory=list)
+    open_by_subscription: list[tuple[str, int]] = field(default_factory=list)
+    mttr: list[dict[str, Any]] = field(default_factory=list)
+    reverts: list[dict[str, Any]] = field(default_factory=list)
+    top_actors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            if isinstance(value, (list, tuple)):
+                return [plain(v) for v in value]
+            return value
+
+        return plain({
+            "rows": self.rows, "complianceOverTime": self.compliance,
+            "openFindings": {"bySeverity": dict(self.open_by_severity), "byOwner": dict(self.open_by_owner),
+                             "bySubscription": dict(self.open_by_subscription)},
+            "mttr": self.mttr, "reverts": self.reverts, "topActorsPort22": self.top_actors,
+        })
+
+
+def compute_kpis(rows: Iterable[dict[str, Any]]) -> Kpis:
+    unique = dedupe(rows)
+    current = open_findings(unique)
+    return Kpis(
+        rows=len(unique), compliance=compliance_over_time(unique),
+        open_by_severity=group_open(current, "Severity"), open_by_owner=group_open(current, "Owner"),
+        open_by_subscription=group_open(current, "SubscriptionId"), mttr=mttr(unique), reverts=reverts(unique),
+        top_actors=top_actors_port22(unique),
+    )
+
+
+def _table(headers: list[str], lines: list[list[Any]]) -> str:
+    if not lines:
+        return "  (none)"
+    cells = [[str(c) for c in headers]] + [[("-" if c is None else str(c)) for c in line] for line in lines]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
+
+
+def render_report(k: Kpis) -> str:
+    """A plain-text report of every KPI (what the demo prints)."""
+    t = lambda d: d.astimezone(UTC).strftime("%Y-%m-%d %H:%M")  # noqa: E731
+    parts = [f"NSG Guard KPIs ({k.rows} distinct rows)", "",
+             "Compliance over time (per sweep)",
+             _table(["time", "sweep", "nsgs", "compliant", "percent"],
+                    [[t(c["time"]), c["sweepId"], c["nsgs"], c["compliant"], c["compliancePercent"]]
+                     for c in k.compliance]),
+             "", "Open findings by severity", _table(["severity", "open"], [list(x) for x in k.open_by_severity]),
+             "", "Open findings by owner", _table(["owner", "open"], [list(x) for x in k.open_by_owner]),
+             "", "Open findings by subscription",
+             _table(["subscription", "open"], [list(x) for x in k.open_by_subscription]),
+             "", "Mean time to remediate (first seen -> resolved)",
+             _table(["severity", "resolved", "mttr_h", "p50_h", "p90_h"],
+                    [[m["severity"], m["resolved"], m["mttrHours"], m["p50Hours"], m["p90Hours"]] for m in k.mttr]),
+             "", "Reverts performed", _table(["day", "result", "mode", "count"],
+                                             [[r["day"], r["result"], r["mode"], r["remediations"]]
+                                              for r in k.reverts]),
+             "", "Top actors opening port 22",
+             _table(["actor", "type", "findings", "nsgs", "last seen"],
+                    [[a["actor"], a["actorType"], a["findings"], a["nsgs"], t(a["lastSeen"])]
+                     for a in k.top_actors])]
+    return "\n".join(parts)
+
+
+def report_file(path: str | Path) -> str:
+    """Everything the demo needs in one call: read a JSONL export and render the KPI report."""
+    return render_report(compute_kpis(load_rows(path)))
