@@ -1,16 +1,20 @@
 """``nsg-guard demo``: the whole flow offline, on the real SDK clients against the local stand-ins.
 
 1. start the stand-ins with a seeded, compliant estate (Azure ML GPU compute, Bastion, JIT, app tiers);
-2. a clean scan of every NSG through azure-mgmt-network (paged ``list_all``);
+2. the nightly sweep (timer Function, Resource Graph): everything compliant;
 3. the incident: a data scientist opens TCP 22 to ``*`` on a GPU compute NSG (real SDK PUT, with her token);
 4. the stand-ins publish the Event Grid event; it goes through the ``on_nsg_change`` Function;
-5. the finding, naming her, is read back from the ingested ``NsgGuardFindings_CL`` rows.
+5. the finding, naming her, is read back from the ingested ``NsgGuardFindings_CL`` rows; in enforce mode
+   NSG Guard puts a Deny in front of her rule, verifies it, and records the change;
+6. secops approve an exemption (tag) and undo the revert with ``nsg-guard restore``;
+7. a second sweep and the KPI report (compliance over time, MTTR, reverts, top actors).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -20,11 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from localazure.estate import ML_SUB, PLATFORM_SUB, demo_estate
-from localazure.eventgrid import Principal
+from localazure.estate import ML_SUB, demo_estate
+from localazure.eventgrid import LOCAL_DEVELOPER, Principal
 
 ADA = Principal(upn="ada.okafor@contoso.example", object_id="5e1f0b2a-0000-4000-8000-000000000001",
                 name="Ada Okafor", ip="198.51.100.23")
+SECOPS = Principal(upn="secops@contoso.example", object_id="5e1f0b2a-0000-4000-8000-0000000005ec",
+                   name="SecOps on call")
 INCIDENT_NSG = "ci-gpu-03-nsg"
 
 
@@ -61,44 +67,73 @@ def _print_rows(out: TextIO, rows: list[dict[str, Any]]) -> None:
         out.write("  " + json.dumps(keep) + "\n")
 
 
+def _deliver_all(azure: Any, timeline: Timeline, deliver: Any) -> None:
+    """What the Event Grid subscription does: every published event to on_nsg_change, in order."""
+    while True:
+        events = azure.event_grid.drain()
+        if not events:
+            return
+        for event in events:
+            principal = (event["data"].get("claims") or {}).get(
+                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "?")
+            if principal == LOCAL_DEVELOPER.upn:
+                principal = "NSG Guard's identity"
+            timeline.say("Event Grid", f"{event['eventType'].rsplit('.', 1)[-1]} "
+                                       f"{event['data']['operationName'].split('/', 1)[1]} by {principal} "
+                                       f"-> on_nsg_change (event {event['id'][:8]})")
+            deliver(event)
+
+
+def _sweep(timeline: Timeline, azure: Any) -> dict[str, Any]:
+    from azure.functions.timer import TimerRequest
+
+    from localazure.functions import function
+
+    before = len(azure.ingested())
+    function("nightly_sweep")(TimerRequest(past_due=False))
+    summary = next(r for r in azure.ingested()[before:] if r["RecordType"] == "sweep")
+    d = summary["Details"]
+    calls = d.get("graphCalls") or {}
+    calls_text = ", ".join(f"{v} for {k}" for k, v in calls.items()) if isinstance(calls, dict) else str(calls)
+    open_text = ", ".join(f"{n} {sev}" for sev, n in (d.get("findings") or {}).items() if n) or "none"
+    timeline.say("nightly_sweep (timer)", f"{d['nsgs']} NSGs via Resource Graph ({calls_text}): "
+                                          f"{d['compliant']} compliant ({d['compliancePercent']}%), "
+                                          f"open findings: {open_text}")
+    return d
+
+
 def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
     from localazure.functions import deliver
     from localazure.server import LocalAzure
-    from shared.azure.credentials import LocalTokenCredential
-    from shared.azure.network import AzureNetwork
     from shared.azure.wiring import event_deps
-    from shared.config import Settings
-    from shared.model import parse_nsg
-    from shared.policy import Engine
+    from shared.kpis import report_file
+    from shared.restore import restore_from_file
 
     keep = Path(out_dir) if out_dir else None
     work = keep or Path(tempfile.mkdtemp(prefix="nsg-guard-demo-"))
     ingested_dir = work / "ingested"
-    with LocalAzure(data_dir=ingested_dir) as azure, _environment(azure.app_settings(SDK_RETRY_BACKOFF="0.1")):
+    if ingested_dir.exists():
+        for old in ingested_dir.glob("*.jsonl"):
+            old.unlink()  # a fresh table for every run
+    settings = {"SDK_RETRY_BACKOFF": "0.1", "REVERT_MODE": "enforce", "SSH_PORTS": "2222"}
+    with LocalAzure(data_dir=ingested_dir) as azure, _environment(azure.app_settings(**settings)):
         event_deps.cache_clear()
         timeline = Timeline(out)
-        out.write(f"NSG Guard demo — local Azure stand-ins at {azure.url} (no Azure account needed)\n\n")
+        out.write(f"NSG Guard demo — local Azure stand-ins at {azure.url} (no Azure account needed)\n"
+                  "Settings: REVERT_MODE=enforce, SSH_PORTS=2222 (the organisation's SSH port). No outbox\n"
+                  "storage in the demo (the tests run the outbox against Azurite).\n\n")
+        logging.getLogger("nsg_guard.wiring").setLevel(logging.ERROR)  # the outbox warning, said above
 
         for body in demo_estate():
             azure.seed_nsg(body)
         timeline.say("setup", f"seeded {len(azure.nsgs())} NSGs in 2 subscriptions (Azure ML GPU compute, "
                               "Bastion, JIT VMs, app tiers)")
+        first = _sweep(timeline, azure)
 
-        settings = Settings.from_env()
-        engine = Engine(settings.policy)
-        network = AzureNetwork(settings, LocalTokenCredential(azure.token))
-        scanned = compliant = 0
-        for sub in (ML_SUB, PLATFORM_SUB):
-            for model in network.client(sub).network_security_groups.list_all():
-                scanned += 1
-                compliant += engine.evaluate(parse_nsg(model)).compliant
-        timeline.say("scan (azure-mgmt-network)", f"{scanned} NSGs listed and evaluated: {compliant} compliant "
-                                                 f"({100.0 * compliant / scanned:.1f}%)")
-
+        # --- the incident ------------------------------------------------------------------------------
         nsg_id = next(n["id"] for n in azure.nsgs() if n["name"] == INCIDENT_NSG)
         rg = nsg_id.split("/")[4]
-        ada_credential = azure.add_principal("ada-token", ADA)
-        ada_client = azure.network_client(ML_SUB, credential=ada_credential)
+        ada_client = azure.network_client(ML_SUB, credential=azure.add_principal("ada-token", ADA))
         timeline.say(ADA.upn or "", f"PUT {INCIDENT_NSG}/securityRules/AllowSSH: TCP 22 from * "
                                     "('just for a quick debug session')")
         written_at = time.perf_counter()
@@ -107,21 +142,56 @@ def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
             "destinationAddressPrefix": "*", "access": "Allow", "priority": 250, "direction": "Inbound",
             "description": "quick debug"}}).result()
         timeline.say("ARM", "long-running PUT succeeded; Event Grid publishes ResourceWriteSuccess")
-
-        for event in azure.event_grid.drain():
-            timeline.say("Event Grid", f"{event['eventType'].rsplit('.', 1)[-1]} {event['data']['operationName']}"
-                                       f" -> on_nsg_change (event {event['id'][:8]})")
-            deliver(event)
-        findings = [r for r in azure.ingested() if r["RecordType"] == "finding"]
-        latency_ms = (time.perf_counter() - written_at) * 1000
-        timeline.say("Log Analytics", f"{len(findings)} finding row(s) in NsgGuardFindings_CL, "
-                                      f"{latency_ms:.0f} ms after the write")
+        _deliver_all(azure, timeline, deliver)
+        rows = azure.ingested()
+        findings = [r for r in rows if r["RecordType"] == "finding" and r.get("Actor") == ADA.upn]
+        reverts = [r for r in rows if r["RecordType"] == "remediation"]
+        applied = [r for r in reverts if r.get("Result") in ("applied", "verified")]
+        timeline.say("Log Analytics", f"{len(findings)} finding row(s) naming {ADA.upn}; {len(reverts)} "
+                                      f"remediation row(s); closed "
+                                      f"{(time.perf_counter() - written_at) * 1000:.0f} ms after the write")
         out.write("\nRows ingested for the incident:\n")
-        _print_rows(out, azure.ingested())
+        _print_rows(out, [r for r in rows if r.get("EventId") and r["RecordType"] in ("finding", "evaluation")
+                          and r.get("NsgName") == INCIDENT_NSG])
+        out.write("Remediation (audit rows):\n")
+        for r in reverts:
+            out.write("  " + json.dumps({k: r.get(k) for k in ("Mode", "Action", "Result", "RuleName")}) + " "
+                      + json.dumps((r.get("RuleAfter") or {}).get("name")) + "\n")
+        nsg_now = azure.get_nsg(nsg_id) or {}
+        ours = [x["name"] for x in nsg_now["properties"]["securityRules"] if x["name"].startswith("nsg-guard-")]
+        timeline.say("ARM", f"{INCIDENT_NSG} now has {', '.join(ours) or 'no NSG Guard rule'} in front of "
+                            "AllowSSH; Ada's rule itself is untouched")
+
+        # --- exemption + restore ------------------------------------------------------------------------
+        body = azure.get_nsg(nsg_id) or {}
+        tags = {**body.get("tags", {}), "nsg-guard-exempt":
+                "rules=AllowSSH; expires=2099-12-31; ticket=SEC-4711; reason=approved debug session"}
+        secops = azure.add_principal("secops-token", SECOPS)
+        azure.network_client(ML_SUB, credential=secops).network_security_groups.begin_create_or_update(
+            rg, INCIDENT_NSG, {**{k: v for k, v in body.items() if k in ("location", "properties")},
+                               "tags": tags}).result()
+        timeline.say(SECOPS.upn or "", f"tags {INCIDENT_NSG} with an exemption for AllowSSH (ticket SEC-4711)")
+        _deliver_all(azure, timeline, deliver)
+        audit = ingested_dir / f"{azure.stream}.jsonl"
+        steps = restore_from_file(str(audit), nsg_id=nsg_id)
+        for step in steps:
+            timeline.say("nsg-guard restore", f"{step.op} {step.rule_name}: {step.status} {step.message}".rstrip())
+        _deliver_all(azure, timeline, deliver)
+        last = [r for r in azure.ingested() if r["RecordType"] == "finding" and r.get("RuleName") == "AllowSSH"][-1]
+        timeline.say("Log Analytics", f"AllowSSH finding now {last['Status']} (severity {last['Severity']}); no "
+                                      "new revert")
+
+        second = _sweep(timeline, azure)
         event_deps.cache_clear()
 
+        out.write("\n" + report_file(audit) + "\n")
         if keep:
-            out.write(f"\nIngested rows kept in {ingested_dir}/ (one JSONL file per stream)\n")
-        ok = any(r.get("Severity") == "high" and r.get("Actor") == ADA.upn for r in findings)
-        out.write("\nDemo " + ("succeeded: the exposure was detected and attributed.\n" if ok else "FAILED\n"))
+            out.write(f"\nIngested rows kept in {ingested_dir}/ (one JSONL file per stream); "
+                      f"try: nsg-guard report --from {audit}\n")
+        ok = (first["compliancePercent"] == 100.0 and
+              any(r.get("Severity") == "high" for r in findings) and bool(applied) and bool(ours) and
+              last["Status"] == "Exempt" and all(s.status == "done" for s in steps) and
+              second["nsgs"] == first["nsgs"])
+        out.write("\nDemo " + ("succeeded: detected, attributed, reverted, verified, exempted and restored.\n"
+                                if ok else "FAILED\n"))
         return 0 if ok else 1

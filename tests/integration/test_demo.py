@@ -12,11 +12,17 @@ def test_demo_detects_and_attributes_the_incident(tmp_path):
     out = io.StringIO()
     assert run_demo(str(tmp_path), out) == 0
     text = out.getvalue()
-    assert "28 NSGs listed and evaluated: 28 compliant (100.0%)" in text
-    assert "ada.okafor@contoso.example" in text and "-> on_nsg_change" in text
-    assert "Demo succeeded" in text
+    assert text.count("28 NSGs via Resource Graph") == 2 and "28 compliant (100.0%)" in text
+    assert "by ada.okafor@contoso.example -> on_nsg_change" in text
+    assert "now has nsg-guard-deny-22-" in text and "delete nsg-guard-deny-22-" in text
+    assert "AllowSSH finding now Exempt" in text and "Top actors opening port 22" in text
+    assert "Demo succeeded: detected, attributed, reverted, verified, exempted and restored." in text
     rows = [json.loads(line) for line in (tmp_path / "ingested" / "Custom-NsgGuardFindings.jsonl").read_text()
             .splitlines()]
     finding = next(r for r in rows if r["RecordType"] == "finding")
     assert (finding["Severity"], finding["Actor"], finding["NsgName"]) == \
         ("high", "ada.okafor@contoso.example", "ci-gpu-03-nsg")
+    (revert,) = [r for r in rows if r["RecordType"] == "remediation"]
+    assert (revert["Mode"], revert["Result"], revert["Actor"]) == ("enforce", "verified", "ada.okafor@contoso.example")
+    assert revert["RuleAfter"]["properties"]["access"] == "Deny"
+    assert [r["Result"] for r in rows if r["RecordType"] == "sweep"] == ["completed", "completed"]
