@@ -99,12 +99,14 @@ def _envelope(obj: Any) -> tuple[dict[str, Any], str]:
     # azure.functions.EventGridEvent (get_json), azure.eventgrid.EventGridEvent (.data, .event_type)
     if hasattr(obj, "event_type"):
         data = obj.get_json() if hasattr(obj, "get_json") else getattr(obj, "data", None)
-        return {"id": getattr(obj, "id", None), "type": obj.event_type, "subject": getattr(obj, "subject", None),
+        event_id = getattr(obj, "id", None)  # azure-eventgrid generates a uuid.UUID
+        return {"id": None if event_id is None else str(event_id), "type": obj.event_type,
+                "subject": getattr(obj, "subject", None),
                 "time": getattr(obj, "event_time", None), "data": data,
                 "source": getattr(obj, "topic", None)}, "eventgrid"
     # azure.core.messaging.CloudEvent
     if hasattr(obj, "specversion") and hasattr(obj, "type"):
-        return {"id": obj.id, "type": obj.type, "subject": obj.subject, "time": obj.time, "data": obj.data,
+        return {"id": str(obj.id), "type": obj.type, "subject": obj.subject, "time": obj.time, "data": obj.data,
                 "source": obj.source}, "cloudevents"
     raise InputError(f"not an event: {type(obj).__name__}")
 

@@ -53,3 +53,14 @@ def test_example_settings_file_is_valid():
     values = json.loads(Path("local.settings.json.example").read_text())["Values"]
     s = Settings.from_env({k: v for k, v in values.items() if v and "<" not in v})
     assert s.ssh_ports == (2222,) and s.auth == "default"
+
+
+def test_every_setting_the_code_reads_is_documented_in_the_readme():
+    import re
+
+    source = "".join(Path(p).read_text() for p in ("shared/config.py",))
+    names = set(re.findall(r'(?:get|choice|ports|integer|csv|url)\("([A-Z][A-Z0-9_]+)"', source))
+    readme = Path("README.md").read_text()
+    assert len(names) > 20
+    missing = sorted(n for n in names if f"`{n}`" not in readme)
+    assert missing == []
