@@ -25,10 +25,12 @@ from shared.addresses import (
     KIND_INTERNET,
     AddressSet,
     SourceToken,
+    V4Set,
+    V6Set,
     parse_cidr,
 )
 from shared.frozen import fast_constructor
-from shared.model import Nsg, Rule
+from shared.model import ALLOW, TCP_CAPABLE, Nsg, Rule
 
 INTERNET, BROAD, TRUSTED, NONE = "internet", "broad", "trusted", "none"
 EXPOSURE_ORDER = {NONE: 0, TRUSTED: 1, BROAD: 2, INTERNET: 3}
@@ -116,6 +118,7 @@ def destination_of(rule: Rule) -> Destination:
 
 
 _make_public_sources = fast_constructor(PublicSources)
+_Item = tuple[Rule, PublicSources, Destination]  # a relevant rule with its public sources and destination
 _make_rule_exposure = fast_constructor(RuleExposure)
 
 
@@ -129,7 +132,8 @@ class Evaluator:
         self._cache: dict[tuple[SourceToken, ...], PublicSources] = {}
         self._token_public: dict[str, AddressSet] = {}
         self._dest_cache: dict[tuple[object, ...], Destination] = {}
-        self._port_hits: dict[tuple[object, tuple[int, ...]], tuple[int, ...]] = {}
+        self._class_cache: dict[PublicSources, str] = {}
+        self._port_hits: dict[tuple[int, ...], dict[object, tuple[int, ...]]] = {}
 
     # --- sources --------------------------------------------------------------------------------
     def public_sources(self, rule: Rule) -> PublicSources:
@@ -138,12 +142,12 @@ class Evaluator:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        addresses = AddressSet()
+        parts: list[AddressSet] = []
         tags: set[str] = set()
+        everything = False
         for token in key:
             if token.kind == KIND_ALL or token.kind == KIND_INTERNET:
-                addresses = self.public
-                tags.clear()
+                everything = True
                 break
             if token.kind == KIND_CIDR:
                 part = self._token_public.get(token.text)
@@ -152,14 +156,33 @@ class Evaluator:
                     if len(self._token_public) > 16384:
                         self._token_public.clear()
                     self._token_public[token.text] = part
-                addresses = addresses | part if addresses else part
+                if part:
+                    parts.append(part)
             elif token.kind == KIND_BROAD_TAG:
                 tags.add(token.text.lower())
+        if everything:
+            addresses, tags = self.public, set()
+        elif len(parts) == 1:
+            addresses = parts[0]
+        elif parts:  # one normalization for the whole list instead of one per union
+            addresses = AddressSet(V4Set(i for p in parts for i in p.v4.intervals),
+                                   V6Set(i for p in parts for i in p.v6.intervals))
+        else:
+            addresses = AddressSet()
         result = PublicSources(addresses, frozenset(tags))
         if len(self._cache) > 4096:  # bounded: memory stays flat over a 100k-NSG sweep
             self._cache.clear()
         self._cache[key] = result
         return result
+
+    def _potential(self, src: PublicSources) -> str:
+        """Class of what a rule would expose alone; cached (the same source lists recur across NSGs)."""
+        hit = self._class_cache.get(src)
+        if hit is None:
+            if len(self._class_cache) > 4096:
+                self._class_cache.clear()
+            hit = self._class_cache[src] = self.classify(src)
+        return hit
 
     def classify(self, sources: PublicSources) -> str:
         """``internet`` / ``broad`` / ``trusted`` / ``none`` per docs §2.5 (wider family wins)."""
@@ -184,20 +207,25 @@ class Evaluator:
         ports = tuple(ports)
         out: dict[int, list[RuleExposure]] = {p: [] for p in ports}
         # Rules relevant to each port, in order: inbound, TCP-capable, port in range.
-        relevant: dict[int, list[Rule]] = {p: [] for p in ports}
-        hits_cache = self._port_hits
+        relevant: dict[int, list[_Item]] = {p: [] for p in ports}
+        hits_cache = self._port_hits.get(ports)
+        if hits_cache is None or len(hits_cache) > 4096:
+            hits_cache = self._port_hits[ports] = {}
         for rule in nsg.inbound_rules:
-            if not rule.carries_tcp:
+            if rule.protocol not in TCP_CAPABLE:
                 continue
             dst = rule.destination_ports
-            hits = hits_cache.get((dst, ports))
+            hits = hits_cache.get(dst)
             if hits is None:
-                hits = tuple(p for p in ports if p in dst)
-                if len(hits_cache) > 4096:
-                    hits_cache.clear()
-                hits_cache[(dst, ports)] = hits
+                hits = hits_cache[dst] = tuple(p for p in ports if p in dst)
+            if not hits:
+                continue
+            src = self.public_sources(rule)
+            if not src:
+                continue  # no public source: it can neither expose nor shadow a public source
+            item = (rule, src, self.destination(rule))
             for p in hits:
-                relevant[p].append(rule)
+                relevant[p].append(item)
         # Watched ports often see the very same rules (``*``, ``1-1024``...): evaluate each distinct
         # rule list once and relabel the port.
         memo: dict[tuple[int, ...], list[RuleExposure]] = {}
@@ -221,21 +249,19 @@ class Evaluator:
             self._dest_cache[key] = hit
         return hit
 
-    def _first_match(self, rules: list[Rule], port: int) -> list[RuleExposure]:
+    def _first_match(self, items: list[_Item], port: int) -> list[RuleExposure]:
         # Public sources still undecided for *every* destination: only rules that apply to every destination
         # behind the NSG (``*``, ``Any``, ``VirtualNetwork``) shadow later rules wholesale.
         remaining = self.public
         consumed_tags: set[str] = set()
         public_gone = False  # a higher-priority all-destination rule covered every public address
-        earlier: list[tuple[Rule, PublicSources, Destination]] = []
+        earlier: list[_Item] = []
         narrow_earlier: list[tuple[PublicSources, Destination]] = []  # rules for some destinations only
         results: list[RuleExposure] = []
-        sources = [self.public_sources(rule) for rule in rules]
-        # Nothing after the last Allow with public sources can change any result: stop there.
-        last = max((i for i, rule in enumerate(rules) if rule.allows and sources[i]), default=-1)
-        for rule, src in zip(rules[: last + 1], sources, strict=False):
-            dest = self.destination(rule)
-            if rule.allows and src:
+        # Nothing after the last Allow can change any result: stop there.
+        last = max((i for i, item in enumerate(items) if item[0].access == ALLOW), default=-1)
+        for rule, src, dest in items[: last + 1]:
+            if rule.access == ALLOW:
                 rem, tags_gone, gone = remaining, consumed_tags, public_gone
                 if not dest.universal:
                     # A narrower rule is also shadowed by earlier rules whose destinations contain its own.
@@ -253,17 +279,16 @@ class Evaluator:
                 shadowers: tuple[Rule, ...] = ()
                 if exposure == NONE:
                     shadowers = tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src))
-                results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self.classify(src),
+                results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self._potential(src),
                                                    shadowers, ()))
-            if src:
-                if dest.universal:
-                    remaining = remaining - src.addresses
-                    consumed_tags |= src.tags
-                    if not public_gone and src.addresses == self.public:  # src is already within public
-                        public_gone = True
-                else:
-                    narrow_earlier.append((src, dest))
-                earlier.append((rule, src, dest))
+            if dest.universal:
+                remaining = remaining - src.addresses
+                consumed_tags |= src.tags
+                if not public_gone and src.addresses == self.public:  # src is already within public
+                    public_gone = True
+            else:
+                narrow_earlier.append((src, dest))
+            earlier.append((rule, src, dest))
         return self._combine(results)
 
     def _combine(self, results: list[RuleExposure]) -> list[RuleExposure]:
@@ -275,6 +300,11 @@ class Evaluator:
         """
         active = [rx for rx in results if rx.active]
         if len(active) < 2 or any(rx.exposure == INTERNET for rx in active):
+            return results
+        # The union is at most the sum of the parts: if even that is below half a family, stop here.
+        v4 = sum(rx.exposed.addresses.v4.size() for rx in active)
+        v6 = sum(rx.exposed.addresses.v6.size() for rx in active)
+        if 2 * v4 < self._public_v4 and 2 * v6 < self._public_v6:
             return results
         union = AddressSet()
         for rx in active:

@@ -29,19 +29,21 @@ def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
 class IntervalSet:
     """A normalized, hashable set of integers with the usual set operators (``| & - <= ==``)."""
 
-    __slots__ = ("_hash", "intervals")
+    __slots__ = ("_ends_cache", "_hash", "intervals")
 
     intervals: tuple[Interval, ...]
 
     def __init__(self, intervals: Iterable[Interval] = ()) -> None:
         self.intervals = _normalize(intervals)
         self._hash: int | None = None
+        self._ends_cache: list[int] | None = None
 
     @classmethod
     def _raw(cls, intervals: tuple[Interval, ...]) -> IntervalSet:
         obj = cls.__new__(cls)
         obj.intervals = intervals
         obj._hash = None
+        obj._ends_cache = None
         return obj
 
     # --- queries -------------------------------------------------------------------------------
@@ -85,17 +87,31 @@ class IntervalSet:
             return other
         return type(self)(self.intervals + other.intervals)
 
+    # Small sets (the common case: a rule's few CIDRs against the public space) merge linearly; large ones
+    # (the public space after hundreds of rules) bisect into cached interval ends.
+    _LINEAR = 12
+
     def __and__(self, other: IntervalSet) -> IntervalSet:
         a, b = self.intervals, other.intervals
         if not a or not b or a[-1][1] < b[0][0] or b[-1][1] < a[0][0]:
             return type(self)._raw(())
-        if len(a) < len(b):
-            a, b = b, a
-        # Walk the smaller side; bisect into the larger one (sets here are often 1 vs many intervals).
-        ends = self._ends_of(a)
         out: list[Interval] = []
+        if len(a) + len(b) <= self._LINEAR:
+            i = j = 0
+            while i < len(a) and j < len(b):
+                lo = a[i][0] if a[i][0] > b[j][0] else b[j][0]
+                hi = a[i][1] if a[i][1] < b[j][1] else b[j][1]
+                if lo <= hi:
+                    out.append((lo, hi))
+                if a[i][1] < b[j][1]:
+                    i += 1
+                else:
+                    j += 1
+            return type(self)._raw(tuple(out))
+        big, small = (self, b) if len(a) >= len(b) else (other, a)
+        a, ends = big.intervals, big._ends()
         n = len(a)
-        for lo, hi in b:
+        for lo, hi in small:
             k = bisect_left(ends, lo)
             while k < n and a[k][0] <= hi:
                 s, e = a[k]
@@ -107,8 +123,25 @@ class IntervalSet:
         a, b = self.intervals, other.intervals
         if not a or not b or a[-1][1] < b[0][0] or b[-1][1] < a[0][0]:
             return self
-        ends = self._ends_of(a)
         out: list[Interval] = []
+        if len(a) + len(b) <= self._LINEAR:
+            j = 0
+            for lo, hi in a:
+                cur = lo
+                while j < len(b) and b[j][1] < cur:
+                    j += 1
+                k = j
+                while k < len(b) and b[k][0] <= hi:
+                    if b[k][0] > cur:
+                        out.append((cur, b[k][0] - 1))
+                    cur = max(cur, b[k][1] + 1)
+                    if cur > hi:
+                        break
+                    k += 1
+                if cur <= hi:
+                    out.append((cur, hi))
+            return type(self)._raw(tuple(out))
+        ends = self._ends()
         n = len(a)
         i = 0  # a[:i] is already emitted
         pending: Interval | None = None  # the trimmed remainder of a[i-1] not yet emitted
@@ -139,9 +172,11 @@ class IntervalSet:
         out.extend(a[i:])
         return type(self)._raw(tuple(out))
 
-    @staticmethod
-    def _ends_of(intervals: tuple[Interval, ...]) -> list[int]:
-        return [hi for _, hi in intervals]
+    def _ends(self) -> list[int]:
+        ends = self._ends_cache
+        if ends is None:
+            ends = self._ends_cache = [hi for _, hi in self.intervals]
+        return ends
 
     def __le__(self, other: IntervalSet) -> bool:
         return not (self - other)

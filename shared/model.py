@@ -250,24 +250,28 @@ def _reject_unknown(unknown: set[str]) -> None:
 
 def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], *, nsg_id: str,
                 default: bool, extra_tags: frozenset[str]) -> Rule:
-    # Hot path of every sweep (one call per rule): plain lookups first, helpers only to explain errors.
+    # Hot path of every sweep (one call per rule): each field is read once with a type check inline; the
+    # helpers (_require, _optional_str, _str_list, _id_list) run only to explain what is wrong.
     get = props.get
     rule_id = envelope.get("id")
     if rule_id is None:
         # ARM assigns exactly this id; PUT bodies and hand-written files simply omit it.
         rule_id = f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}"
-    elif not isinstance(rule_id, str):
+    elif type(rule_id) is not str:
         raise InputError("field 'id' must be a string")
     priority = get("priority")
     if type(priority) is not int:
         _require(props, "priority", int, "rule properties")
-    direction = _DIRECTIONS.get(get("direction").lower()) if isinstance(get("direction"), str) else None
+    v = get("direction")
+    direction = _DIRECTIONS.get(v.lower()) if type(v) is str else None
     if direction is None:
         direction = _enum(_require(props, "direction", str, "rule properties"), _DIRECTIONS, "direction")
-    access = _ACCESS.get(get("access").lower()) if isinstance(get("access"), str) else None
+    v = get("access")
+    access = _ACCESS.get(v.lower()) if type(v) is str else None
     if access is None:
         access = _enum(_require(props, "access", str, "rule properties"), _ACCESS, "access")
-    protocol = PROTOCOLS.get(get("protocol").lower()) if isinstance(get("protocol"), str) else None
+    v = get("protocol")
+    protocol = PROTOCOLS.get(v.lower()) if type(v) is str else None
     if protocol is None:
         protocol = _enum(_require(props, "protocol", str, "rule properties"), PROTOCOLS, "protocol")
     low, high = (65000, 65500) if default else (100, 4096)
@@ -275,7 +279,7 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
         raise InputError(f"invalid priority {priority}: expected {low}-{high}")
 
     dst_single = get("destinationPortRange")
-    if (dst_single is not None and type(dst_single) is not str) or dst_single == "":
+    if dst_single is not None and (type(dst_single) is not str or not dst_single):
         dst_single = _optional_str(props, "destinationPortRange")
     dst_plural = get("destinationPortRanges")
     dst_plural = () if dst_plural is None or dst_plural == [] else _str_list(props, "destinationPortRanges")
@@ -287,19 +291,29 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
             destination_ports = destination_ports | PortSet.parse(dst_single)
     else:
         destination_ports = PortSet.parse(dst_single)  # type: ignore[arg-type]
-    src_port_single = _optional_str(props, "sourcePortRange")
-    src_port_plural = _str_list(props, "sourcePortRanges")
+
+    # Source ports: validated, not evaluated (NSG Guard judges destination ports).
+    src_port_single = get("sourcePortRange")
     if src_port_single is not None:
-        PortSet.parse(src_port_single)  # validated, not evaluated: NSG Guard judges destination ports
-    for token in src_port_plural:
-        PortSet.parse(token)
+        if type(src_port_single) is not str or not src_port_single:
+            src_port_single = _optional_str(props, "sourcePortRange")
+        if src_port_single is not None:
+            PortSet.parse(src_port_single)
+    src_port_plural = get("sourcePortRanges")
+    if src_port_plural is None or src_port_plural == []:
+        src_port_plural = ()
+    else:
+        src_port_plural = _str_list(props, "sourcePortRanges")
+        for token in src_port_plural:
+            PortSet.parse(token)
 
     src_single = get("sourceAddressPrefix")
-    if (src_single is not None and type(src_single) is not str) or src_single == "":
+    if src_single is not None and (type(src_single) is not str or not src_single):
         src_single = _optional_str(props, "sourceAddressPrefix")
     src_plural = get("sourceAddressPrefixes")
     src_plural = () if src_plural is None or src_plural == [] else _str_list(props, "sourceAddressPrefixes")
-    src_asgs = _id_list(props, "sourceApplicationSecurityGroups")
+    src_asgs = get("sourceApplicationSecurityGroups")
+    src_asgs = () if src_asgs is None else _id_list(props, "sourceApplicationSecurityGroups")
     if src_single is None and not src_plural and not src_asgs:
         raise InputError("rule has no source: set 'sourceAddressPrefix', 'sourceAddressPrefixes' or "
                          "'sourceApplicationSecurityGroups'")
@@ -308,18 +322,30 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
         sources = tuple(parse_source_token(t, extra_tags) for t in tokens)
     else:
         sources = (parse_source_token(src_single, extra_tags),) if src_single is not None else ()
-    dst_prefix = _optional_str(props, "destinationAddressPrefix")
-    dst_prefixes = _str_list(props, "destinationAddressPrefixes")
+
+    # Destinations: same grammar as sources, validated, never guessed.
+    dst_prefix = get("destinationAddressPrefix")
     if dst_prefix is not None:
-        parse_source_token(dst_prefix, extra_tags)  # same grammar as sources: validated, never guessed
-    for token in dst_prefixes:
-        parse_source_token(token, extra_tags)
+        if type(dst_prefix) is not str or not dst_prefix:
+            dst_prefix = _optional_str(props, "destinationAddressPrefix")
+        if dst_prefix is not None:
+            parse_source_token(dst_prefix, extra_tags)
+    dst_prefixes = get("destinationAddressPrefixes")
+    if dst_prefixes is None or dst_prefixes == []:
+        dst_prefixes = ()
+    else:
+        dst_prefixes = _str_list(props, "destinationAddressPrefixes")
+        for token in dst_prefixes:
+            parse_source_token(token, extra_tags)
+    dst_asgs = get("destinationApplicationSecurityGroups")
+    dst_asgs = () if dst_asgs is None else _id_list(props, "destinationApplicationSecurityGroups")
+    description = get("description")
+    if description is not None and (type(description) is not str or not description):
+        description = _optional_str(props, "description")
     return _make_rule(  # positional, in Rule's field order
         name, rule_id, priority, direction, access, protocol, sources, destination_ports,
         src_single, src_plural, src_asgs, src_port_single, src_port_plural, dst_single, dst_plural,
-        dst_prefix, dst_prefixes,
-        _id_list(props, "destinationApplicationSecurityGroups"), _optional_str(props, "description"),
-        default,
+        dst_prefix, dst_prefixes, dst_asgs, description, default,
     )
 
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from shared.intervals import IntervalSet
 from shared.ports import PortSet
 
-UNIVERSE = 64
+UNIVERSE = 256
 intervals = st.lists(st.tuples(st.integers(0, UNIVERSE - 1), st.integers(0, 12)).map(
     lambda t: (t[0], min(UNIVERSE - 1, t[0] + t[1]))), max_size=6)
 
@@ -19,7 +19,11 @@ def brute(iv: list[tuple[int, int]]) -> set[int]:
     return {v for lo, hi in iv for v in range(lo, hi + 1)}
 
 
-@given(intervals, intervals)
+many_intervals = st.lists(st.tuples(st.integers(0, UNIVERSE - 1), st.integers(0, 3)).map(
+    lambda t: (t[0], min(UNIVERSE - 1, t[0] + t[1]))), min_size=8, max_size=40)
+
+
+@given(st.one_of(intervals, many_intervals), st.one_of(intervals, many_intervals))
 def test_operators_match_python_sets(a, b):
     sa, sb = IntervalSet(a), IntervalSet(b)
     ra, rb = brute(a), brute(b)
