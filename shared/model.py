@@ -422,6 +422,16 @@ def _check_unique_priorities(rules: Iterable[Rule]) -> None:
         seen[key] = rule.name
 
 
+def same_rule(a: Mapping[str, Any], b: Mapping[str, Any], nsg_id: str) -> bool:
+    """Two ARM rule bodies mean the same rule (parsed and normalised: casing, empty lists, read-only fields)."""
+    try:
+        ra = parse_rule({"name": a["name"], "properties": a["properties"]}, nsg_id=nsg_id)
+        rb = parse_rule({"name": b["name"], "properties": b["properties"]}, nsg_id=nsg_id)
+    except (InputError, KeyError, TypeError):
+        return False
+    return ra.name.lower() == rb.name.lower() and ra.to_arm()["properties"] == rb.to_arm()["properties"]
+
+
 def iter_nsg_documents(data: Any) -> Iterator[Any]:
     """Yield raw NSG objects from any supported document: one NSG, a list, ``{"value": [...]}`` (ARM
     page) or ``{"data": [...]}`` (Resource Graph response)."""

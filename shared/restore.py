@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from shared.errors import InputError, NsgGuardError
-from shared.model import Nsg, parse_rule
+from shared.model import Nsg, same_rule
 
 WRITTEN = ("applied", "verified")
 STEP_PLANNED, STEP_DONE, STEP_CONFLICT, STEP_FAILED, STEP_NOTHING = (
@@ -124,15 +124,6 @@ def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str]
     return steps
 
 
-def _same(a: Mapping[str, Any], b: Mapping[str, Any], nsg_id: str) -> bool:
-    try:
-        ra = parse_rule({"name": a["name"], "properties": a["properties"]}, nsg_id=nsg_id)
-        rb = parse_rule({"name": b["name"], "properties": b["properties"]}, nsg_id=nsg_id)
-    except (InputError, KeyError, TypeError):
-        return False
-    return ra.name.lower() == rb.name.lower() and ra.to_arm()["properties"] == rb.to_arm()["properties"]
-
-
 def restore(steps: list[RestoreStep], store: RuleStore, *, dry_run: bool = False, force: bool = False
             ) -> list[RestoreStep]:
     """Run (or, with ``dry_run``, only check) the steps in order; each step's status says what happened."""
@@ -147,10 +138,10 @@ def restore(steps: list[RestoreStep], store: RuleStore, *, dry_run: bool = False
         if step.op == "delete" and now is None:
             step.status, step.message = STEP_NOTHING, "already gone"
             continue
-        if step.op == "put" and now is not None and step.body is not None and _same(now, step.body, nsg.id):
+        if step.op == "put" and now is not None and step.body is not None and same_rule(now, step.body, nsg.id):
             step.status, step.message = STEP_NOTHING, "already as it was"
             continue
-        unchanged = (now is None) if step.expect is None else (now is not None and _same(now, step.expect, nsg.id))
+        unchanged = (now is None) if step.expect is None else (now is not None and same_rule(now, step.expect, nsg.id))
         if not unchanged and not force:
             step.status = STEP_CONFLICT
             step.message = ("changed since NSG Guard wrote it; not touched (use --force to restore anyway)")

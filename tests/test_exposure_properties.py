@@ -128,13 +128,19 @@ def ref_first_match(raw_rules: list[dict], addr, port: int, nic: tuple[str, bool
 
 
 def sample_addresses(raw_rules: list[dict]) -> list:
-    nets = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"), REF_PUBLIC_V6, REF_DOC_V6,
-            *REF_PRIVATE_V4]
+    nets = []
     for r in raw_rules:
         p = r["properties"]
         for s in p["sourceAddressPrefixes"] or [p["sourceAddressPrefix"]]:
             if s[0].isdigit() or ":" in s:
                 nets.append(ipaddress.ip_network(s, strict=False))
+    return boundary_addresses(nets)
+
+
+def boundary_addresses(extra_nets: list) -> list:
+    """Every boundary (±1) of the given networks and of the public/private space: where sets can change."""
+    nets = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"), REF_PUBLIC_V6, REF_DOC_V6,
+            *REF_PRIVATE_V4, *extra_nets]
     out = set()
     for net in nets:
         top = 2**32 - 1 if net.version == 4 else 2**128 - 1

@@ -29,7 +29,7 @@ from shared.model import parse_nsg
 from shared.policy import Engine, Policy, watched_ports
 from shared.remediation import OP_DELETE, SKIP_NO_SAFE_CHANGE, RevertScope, plan_revert
 from tests.nsgfactory import nsg, rule
-from tests.test_exposure_properties import REF_DOC_V6, REF_PRIVATE_V4, REF_PUBLIC_V6, ref_is_public
+from tests.test_exposure_properties import boundary_addresses, ref_is_public
 
 ENGINE = Engine(Policy(watched=watched_ports((2222,), (3389, 23))))
 WATCHED = (22, 23, 2222, 3389)
@@ -96,22 +96,14 @@ def _net(token: str):
 
 def ref_sources(raw: list[dict]) -> list:
     """Concrete addresses at every CIDR boundary (±1) plus one symbol per tag and the ASG."""
-    nets = [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"), REF_PUBLIC_V6, REF_DOC_V6,
-            *REF_PRIVATE_V4]
+    nets = []
     for r in raw:
         p = r["properties"]
         for s in p.get("sourceAddressPrefixes") or [p.get("sourceAddressPrefix") or "*"]:
             if _is_cidr(s):
                 nets.append(_net(s))
-    out = set()
-    for net in nets:
-        top = 2**32 - 1 if net.version == 4 else 2**128 - 1
-        cls = ipaddress.IPv4Address if net.version == 4 else ipaddress.IPv6Address
-        for v in (int(net.network_address) - 1, int(net.network_address), int(net.broadcast_address),
-                  int(net.broadcast_address) + 1):
-            if 0 <= v <= top:
-                out.add(cls(v))
-    return sorted(out, key=lambda a: (a.version, int(a))) + [f"tag:{t.lower()}" for t in TAGS] + ["asg:web"]
+    out = boundary_addresses(nets)
+    return out + [f"tag:{t.lower()}" for t in TAGS] + ["asg:web"]
 
 
 def ref_public(sample) -> bool:

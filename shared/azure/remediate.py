@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.errors import InputError, NsgGuardError
+from shared.errors import NsgGuardError
 from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
 from shared.interfaces import NsgNotFound, NsgReader
-from shared.model import Nsg, parse_rule, split_resource_id
+from shared.model import Nsg, same_rule, split_resource_id
 from shared.policy import Engine, NsgEvaluation
 from shared.remediation import (
     OP_DELETE,
@@ -288,16 +288,6 @@ class Reverter:
         return {"etag": after.nsg.etag, "rulesAsWritten": not mismatched, "mismatched": mismatched,
                 "stillExposed": still, "outcome": "clean" if not still and not mismatched else "reopened",
                 "unplannable": sorted(unplannable), "checkedAt": self.clock().isoformat()}
-
-
-def same_rule(a: dict[str, Any], b: dict[str, Any], nsg_id: str) -> bool:
-    """Two ARM rule bodies mean the same rule (parsed and normalised: casing, empty lists, read-only fields)."""
-    try:
-        ra = parse_rule({"name": a["name"], "properties": a["properties"]}, nsg_id=nsg_id)
-        rb = parse_rule({"name": b["name"], "properties": b["properties"]}, nsg_id=nsg_id)
-    except (InputError, KeyError, TypeError):
-        return False
-    return ra.name.lower() == rb.name.lower() and ra.to_arm()["properties"] == rb.to_arm()["properties"]
 
 
 # --- the SDK adapter -------------------------------------------------------------------------------------
