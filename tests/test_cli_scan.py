@@ -189,3 +189,13 @@ def test_scan_applies_exemptions(tmp_path, capsys, tag, code, status_note):
     if tag == "rules=AllowSSH":
         (bad,) = [f for f in findings if f["portKind"] == "exemption-tag"]
         assert bad["severity"] == "low" and "malformed" in bad["reason"]
+
+
+def test_closed_pipe_is_not_a_crash():
+    import subprocess
+    import sys
+
+    files = " ".join(["examples/estate.json"] * 20)  # ~300 KB of JSON: more than a pipe buffer holds
+    proc = subprocess.run(f"{sys.executable} -m shared scan {files} --format json | head -c 10",
+                          shell=True, capture_output=True, text=True, check=False)
+    assert proc.stdout == '{\n  "findi' and "Traceback" not in proc.stderr
