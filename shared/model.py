@@ -9,8 +9,9 @@ an :class:`InputError` naming the NSG and rule — never a crash and never silen
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from shared.addresses import SourceToken, parse_source_token
@@ -112,6 +113,9 @@ def _put_single_or_plural(props: dict[str, Any], key: str, plural_key: str, sing
         props[key] = single
 
 
+_EVALUATION_ORDER = attrgetter("priority", "is_default")
+
+
 @dataclass(frozen=True, slots=True)
 class Nsg:
     """A network security group with its custom and default rules and where it is attached."""
@@ -141,8 +145,8 @@ class Nsg:
     def inbound_rules(self) -> tuple[Rule, ...]:
         """Inbound custom then default rules in evaluation order (priority ascending)."""
         if not self._sorted_inbound and (self.rules or self.default_rules):
-            ordered = tuple(sorted((r for r in (*self.rules, *self.default_rules) if r.inbound),
-                                   key=lambda r: (r.priority, r.is_default)))
+            ordered = tuple(sorted((r for r in (*self.rules, *self.default_rules) if r.direction == INBOUND),
+                                   key=_EVALUATION_ORDER))
             object.__setattr__(self, "_sorted_inbound", ordered)
         return self._sorted_inbound
 
@@ -407,13 +411,17 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset()) -> Nsg:
         raise exc.located(nsg=label) from None
 
 
-def _check_unique_priorities(rules: Iterable[Rule]) -> None:
+def _check_unique_priorities(rules: Sequence[Rule]) -> None:
+    names = {r.name.lower() for r in rules}
+    slots = {(r.direction, r.priority) for r in rules}
+    if len(names) == len(rules) and len(slots) == len(rules):
+        return  # the common case, checked with two set builds; the loop below only explains a clash
     seen: dict[tuple[str, int], str] = {}
-    names: set[str] = set()
+    seen_names: set[str] = set()
     for rule in rules:
-        if rule.name.lower() in names:
+        if rule.name.lower() in seen_names:
             raise InputError("rule name used twice (names are case-insensitive in Azure)", rule=rule.name)
-        names.add(rule.name.lower())
+        seen_names.add(rule.name.lower())
         key = (rule.direction, rule.priority)
         if key in seen:
             raise InputError(f"priority {rule.priority} is used by both {seen[key]!r} and {rule.name!r} "
