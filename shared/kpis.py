@@ -20,13 +20,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shared.errors import InputError
+from shared.files import load_rows
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 NO_OWNER = "(no owner tag)"
@@ -47,29 +48,6 @@ def parse_time(value: Any) -> datetime:
     except ValueError:
         raise InputError(f"TimeGenerated {value!r} is not an ISO 8601 timestamp") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def load_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows from a JSON Lines file (the demo's / localazure's ``<stream>.jsonl``, or a Log Analytics export
-    saved as JSON Lines). A JSON array file is accepted too."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", source=str(path)) from None
-    if text.lstrip().startswith("["):
-        data = json.loads(text)
-        yield from (r for r in data if isinstance(r, dict))
-        return
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"line {number} is not JSON: {exc.msg}", source=str(path)) from None
-        if isinstance(row, dict):
-            yield row
 
 
 def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -52,9 +52,9 @@ def plan_files(paths: list[str], engine: Any, scope: Any, exempt_tag: str, now: 
     """Plans for every NSG in the files (the enforce path's planner, exemptions applied)."""
     from shared.errors import InputError
     from shared.exemptions import apply_exemptions
+    from shared.files import load_json_file
     from shared.model import iter_nsg_documents, parse_nsg
     from shared.remediation import plan_revert
-    from shared.scan import load_json_file
 
     plans = []
     for path in paths:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from shared.errors import InputError, NsgGuardError
+from shared.files import load_rows
 from shared.model import Nsg, same_rule
 
 WRITTEN = ("applied", "verified")
@@ -62,29 +62,6 @@ def _dynamic(value: Any) -> Any:
         if text[:1] in ("{", "["):
             return json.loads(text)
     return value
-
-
-def load_records(path: str) -> list[dict[str, Any]]:
-    """Rows from a JSONL file (one row per line) or a JSON array / ``{"value": [...]}`` / ``{"rows": [...]}``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
-    try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not JSON or JSON lines: {exc.msg}", source=path) from None
-    if isinstance(data, Mapping):
-        data = data.get("value") or data.get("rows") or [data]
-    if not isinstance(data, list):
-        raise InputError("expected remediation rows (a JSON array or JSON lines)", source=path)
-    rows = data
-    if not all(isinstance(r, Mapping) for r in rows):
-        raise InputError("every record must be a JSON object", source=path)
-    return [dict(r) for r in rows]
 
 
 def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str] = (),
@@ -192,7 +169,7 @@ def restore_from_file(path: str, *, settings: Any = None, dry_run: bool = False,
                       row_ids: Iterable[str] = (), nsg_id: str | None = None) -> list[RestoreStep]:
     """Python API of ``nsg-guard restore``: undo the writes recorded in ``path`` against Azure (or the local
     stand-ins when ``NSG_GUARD_AUTH=local``)."""
-    steps = plan_restore(load_records(path), row_ids=row_ids, nsg_id=nsg_id)
+    steps = plan_restore(load_rows(path), row_ids=row_ids, nsg_id=nsg_id)
     store = AzureRuleStore(settings)
     try:
         return restore(steps, store, dry_run=dry_run, force=force)

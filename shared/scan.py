@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 from shared.errors import InputError
 from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
+from shared.files import load_json_file
 from shared.model import iter_nsg_documents, parse_nsg
 from shared.output import ScannedNsg
 from shared.policy import Engine
-
-
-def load_json_file(path: str) -> object:
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")  # az on Windows writes a BOM
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", source=path) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                         source=path) from None
 
 
 def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *,

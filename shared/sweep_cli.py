@@ -77,8 +77,8 @@ def local_env(azure: Any) -> dict[str, str]:
 def seed_local(azure: Any, path: str) -> int:
     """Seed the stand-ins from ``{"nsgs": [...], "nics": [...], "publicIps": [...]}`` or any NSG document
     ``nsg-guard scan`` reads (one NSG, a list, an ARM ``{"value": [...]}`` page, Resource Graph rows)."""
+    from shared.files import load_json_file
     from shared.model import iter_nsg_documents
-    from shared.scan import load_json_file
 
     doc = load_json_file(path)
     if isinstance(doc, dict) and "nsgs" in doc:

@@ -124,3 +124,17 @@ def test_report_bad_file_is_exit_2(tmp_path, capsys):
     bad.write_text("{not json\n")
     assert main(["report", "--from", str(bad)]) == 2
     assert "line 1 is not JSON" in capsys.readouterr().err
+
+
+def test_row_files_are_read_strictly(tmp_path):
+    from shared.errors import InputError
+
+    good = tmp_path / "rows.json"
+    good.write_text(json.dumps({"value": ROWS}))
+    assert load_rows(good) == [dict(r) for r in ROWS]
+    for content, message in (("[1, 2]", "every row must be a JSON object"), ('{"a": 1}\n{oops', "line 2 is not JSON"),
+                             ('"text"', "expected table rows")):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(content)
+        with pytest.raises(InputError, match=message):
+            load_rows(bad)
