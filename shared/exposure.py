@@ -98,6 +98,9 @@ UNIVERSAL = Destination(True)
 
 
 def destination_of(rule: Rule) -> Destination:
+    if not rule.destination_asgs and not rule.destination_address_prefixes and \
+            (rule.destination_address_prefix or "*").lower() in UNIVERSAL_DESTINATIONS:
+        return UNIVERSAL  # the common case, without building anything
     tokens = ((rule.destination_address_prefix,) if rule.destination_address_prefix else ()) + \
         rule.destination_address_prefixes
     if not rule.destination_asgs and (not tokens or any(t.lower() in UNIVERSAL_DESTINATIONS for t in tokens)):

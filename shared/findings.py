@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.exposure import UNIVERSAL_DESTINATIONS, RuleExposure, destination_of
+from shared.exposure import RuleExposure, destination_of
 from shared.model import Nsg, Rule
 
 STATUS_OPEN, STATUS_LATENT, STATUS_EXEMPT, STATUS_RESOLVED = "Open", "Latent", "Exempt", "Resolved"
@@ -77,9 +77,7 @@ def make_finding(nsg: Nsg, port: int, port_kind: str, rx: RuleExposure, severity
     """Build a finding from a rule's exposure (active or latent)."""
     rule = rx.rule
     where = f"by rule {rule.name} (priority {rule.priority}, {_describe_sources(rule)})"
-    narrow = bool(rule.destination_asgs or rule.destination_address_prefixes) or \
-        (rule.destination_address_prefix or "*").lower() not in UNIVERSAL_DESTINATIONS
-    if narrow and not destination_of(rule).universal:
+    if not destination_of(rule).universal:
         targets = [*((rule.destination_address_prefix,) if rule.destination_address_prefix else ()),
                    *rule.destination_address_prefixes,
                    *("asg:" + a.rstrip("/").rsplit("/", 1)[-1] for a in rule.destination_asgs)]

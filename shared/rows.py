@@ -8,7 +8,6 @@ by ``RowId`` to drop duplicates.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,10 +120,6 @@ def validate_rows(rows: Iterable[dict[str, Any]]) -> None:
         unknown = set(row) - names
         if unknown:
             raise ValueError(f"row has columns not in the table schema: {sorted(unknown)}")
-
-
-def rows_size(rows: list[dict[str, Any]]) -> int:
-    return len(json.dumps(rows, separators=(",", ":")))
 
 
 def remediation_row(ctx: RowContext, record: Any) -> dict[str, Any]:

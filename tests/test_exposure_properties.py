@@ -155,13 +155,17 @@ def boundary_addresses(extra_nets: list) -> list:
 EVALUATOR = Evaluator()
 
 
+def evaluate_with_samples(doc: dict) -> tuple[list[dict], list, dict]:
+    """The raw rules, the public sample addresses, and the engine's result per watched port."""
+    raw_rules = doc["properties"]["securityRules"]
+    samples = [a for a in sample_addresses(raw_rules) if ref_is_public(a)]
+    return raw_rules, samples, EVALUATOR.evaluate(parse_nsg(doc), WATCHED)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_nsgs())
 def test_engine_matches_reference(doc):
-    parsed = parse_nsg(doc)
-    raw_rules = doc["properties"]["securityRules"]
-    samples = [a for a in sample_addresses(raw_rules) if ref_is_public(a)]
-    results = EVALUATOR.evaluate(parsed, WATCHED)
+    raw_rules, samples, results = evaluate_with_samples(doc)
     for port in WATCHED:
         by_rule = {rx.rule.name: rx for rx in results[port]}
         for addr in samples:
@@ -184,10 +188,7 @@ def test_engine_matches_reference(doc):
 def test_engine_never_under_reports_with_destinations(doc):
     """With rules aimed at some VMs only, the engine may over-report (partial overlaps never shadow) but
     every (source, VM) the reference lets in through rule R must show up in R's exposure."""
-    parsed = parse_nsg(doc)
-    raw_rules = doc["properties"]["securityRules"]
-    samples = [a for a in sample_addresses(raw_rules) if ref_is_public(a)]
-    results = EVALUATOR.evaluate(parsed, WATCHED)
+    raw_rules, samples, results = evaluate_with_samples(doc)
     for port in WATCHED:
         by_rule = {rx.rule.name: rx for rx in results[port]}
         for addr in samples:

@@ -31,33 +31,20 @@ RULE = NSG + "/securityRules"
 
 # Aliases the rule may use (names as published for Microsoft.Network; `az provider show --namespace
 # Microsoft.Network --expand "resourceTypes/aliases"` lists them). Anything else is a typo.
+RULE_FIELDS = (
+    "access",
+    "direction",
+    "protocol",
+    "destinationPortRange",
+    "destinationPortRanges[*]",
+    "sourceAddressPrefix",
+    "sourceAddressPrefixes[*]",
+)
 KNOWN_ALIASES = {
     "type",
     f"{NSG}/securityRules[*]",
-    *(
-        f"{NSG}/securityRules[*].{p}"
-        for p in (
-            "access",
-            "direction",
-            "protocol",
-            "destinationPortRange",
-            "destinationPortRanges[*]",
-            "sourceAddressPrefix",
-            "sourceAddressPrefixes[*]",
-        )
-    ),
-    *(
-        f"{RULE}/{p}"
-        for p in (
-            "access",
-            "direction",
-            "protocol",
-            "destinationPortRange",
-            "destinationPortRanges[*]",
-            "sourceAddressPrefix",
-            "sourceAddressPrefixes[*]",
-        )
-    ),
+    *(f"{NSG}/securityRules[*].{p}" for p in RULE_FIELDS),
+    *(f"{RULE}/{p}" for p in RULE_FIELDS),
 }
 
 
