@@ -1,4 +1,4 @@
-"""Events in the exact shapes of ../shared/azure-reference, pointed at the resources a test uses."""
+"""Events in the exact shapes of tests/fixtures/azure-reference, pointed at the resources a test uses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Builders for NSG JSON in the exact ARM shape of ../shared/azure-reference/arm-nsg-get.json."""
+"""Builders for NSG JSON in the exact ARM shape of tests/fixtures/azure-reference/arm-nsg-get.json."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "azure-reference"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "azure-reference"
 SUB = "2c1e3d4f-0000-4000-8000-00000000a11c"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from azure.mgmt.network.models import NetworkSecurityGroup, SecurityRule
 
 from localazure.testing import nsg_body, rule_body
 
-REFERENCE_DIR = "/work/shared/azure-reference"
+REFERENCE_DIR = str(Path(__file__).resolve().parents[1] / "fixtures" / "azure-reference")
 
 
 def _rule(name: str | None = None, **props: Any) -> SecurityRule:
