@@ -14,7 +14,7 @@ from functools import lru_cache
 from shared.errors import InputError
 from shared.frozen import fast_constructor
 from shared.intervals import IntervalSet
-from shared.servicetags import is_public_broad_tag, is_service_tag, tag_base
+from shared.servicetags import is_internet_region, is_public_broad_tag, is_service_tag, tag_base
 
 V4_MAX = (1 << 32) - 1
 V6_MAX = (1 << 128) - 1
@@ -126,6 +126,7 @@ KIND_INTERNET = "internet"  # the 'Internet' tag: the public space
 KIND_CIDR = "cidr"          # an address or CIDR
 KIND_TAG = "tag"            # a Microsoft-controlled service tag: not public
 KIND_BROAD_TAG = "broad-tag"  # AzureCloud[.region]: public addresses of unknown extent -> broad
+KIND_UNKNOWN = "unknown"    # not a keyword, CIDR or known tag: never public, never covers; its own finding
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -166,10 +167,12 @@ def parse_source_token(token: str, extra_tags: frozenset[str] = frozenset()) -> 
         return SourceToken(text, KIND_CIDR, parse_cidr(text))
     if is_service_tag(text, extra_tags):
         return SourceToken(text, KIND_BROAD_TAG if is_public_broad_tag(text) else KIND_TAG)
-    raise InputError(
-        f"unknown address prefix {token!r}: expected '*', 'Any', 'Internet', an IP/CIDR or a service tag "
-        "(accept organisation-specific tags with --extra-tags / EXTRA_SERVICE_TAGS)"
-    )
+    if is_internet_region(text):
+        raise InputError(f"invalid address prefix {token!r}: 'Internet' has no regional form (not a service tag)")
+    if is_public_broad_tag(text):  # AzureCloud.<anything>: a new region is still AzureCloud (broad, public)
+        return SourceToken(text, KIND_BROAD_TAG)
+    # Azure publishes new tags every few months: evaluate anyway (never public, covers nothing) and report it.
+    return SourceToken(text, KIND_UNKNOWN)
 
 
 DEFAULT_PUBLIC = public_space()

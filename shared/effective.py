@@ -113,9 +113,12 @@ def is_partner(nsg: Nsg, index: AttachmentIndex) -> bool:
 
 def _intersect(a: PublicSources, b: PublicSources, evaluator: Evaluator) -> PublicSources:
     everything = evaluator.public
-    tags = (a.tags & b.tags) | (a.tags if b.addresses == everything else frozenset()) \
-        | (b.tags if a.addresses == everything else frozenset())
-    return PublicSources(a.addresses & b.addresses, frozenset(tags))
+    tags = a.tags & b.tags
+    if b.addresses == everything:
+        tags = tags | a.tags
+    if a.addresses == everything:
+        tags = tags | b.tags
+    return PublicSources(a.addresses & b.addresses, tags)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,13 @@ that matches decides. A rule's *exposure* is the set of public sources for which
 and allows. A rule that would expose the port but is entirely shadowed is *latent*.
 
 ``AzureCloud`` (and regional forms) is public address space of unknown extent: we cannot intersect it
-with CIDRs, so it is tracked symbolically. It stops reaching a port only when a higher-priority rule
-names the same tag or covers the whole public space; a partial CIDR deny does not remove it (the
-conservative choice for a security tool: it may over-report, never under-report).
+with CIDRs, so it is tracked symbolically (:mod:`shared.tagsets`). It stops reaching a port only where a
+higher-priority rule names the same tag (or region) or covers the whole public space; a partial CIDR deny
+does not remove it (the conservative choice for a security tool: it may over-report, never under-report).
+
+Source ports (docs/product.md §2.2): the client picks its source port, so a public source is exposed when
+*some* source port reaches an Allow first. The evaluator keeps the undecided sources per source-port
+piece: a Deny limited to some source ports removes sources from those pieces only.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from shared.addresses import (
 )
 from shared.frozen import fast_constructor
 from shared.model import ALLOW, TCP_CAPABLE, Nsg, Rule
+from shared.ports import PortSet
+from shared.servicetags import PUBLIC_BROAD_TAGS
+from shared.tagsets import TagSet
 
 INTERNET, BROAD, TRUSTED, NONE = "internet", "broad", "trusted", "none"
 EXPOSURE_ORDER = {NONE: 0, TRUSTED: 1, BROAD: 2, INTERNET: 3}
@@ -40,13 +47,29 @@ V6_TRUSTED_MAX = 1 << 80      # at most a /48 of IPv6 is "trusted"
 
 @dataclass(frozen=True, slots=True)
 class PublicSources:
-    """The public part of a set of sources: concrete addresses plus opaque broad tags (AzureCloud)."""
+    """The public part of a set of sources: concrete addresses plus opaque broad tags (AzureCloud).
+
+    Tags are a separate, symbolic dimension (:class:`TagSet`): ``| & - <=`` are exact on this
+    representation; :func:`overlaps` is the conservative, symmetric "may share an address" test.
+    """
 
     addresses: AddressSet = AddressSet()
-    tags: frozenset[str] = frozenset()
+    tags: TagSet = TagSet()
 
     def __bool__(self) -> bool:
         return bool(self.addresses) or bool(self.tags)
+
+    def __or__(self, other: PublicSources) -> PublicSources:
+        return PublicSources(self.addresses | other.addresses, self.tags | other.tags)
+
+    def __and__(self, other: PublicSources) -> PublicSources:
+        return PublicSources(self.addresses & other.addresses, self.tags & other.tags)
+
+    def __sub__(self, other: PublicSources) -> PublicSources:
+        return PublicSources(self.addresses - other.addresses, self.tags - other.tags)
+
+    def __le__(self, other: PublicSources) -> bool:
+        return self.addresses <= other.addresses and self.tags <= other.tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +144,23 @@ def destination_of(rule: Rule) -> Destination:
 
 
 _make_public_sources = fast_constructor(PublicSources)
+_NO_TAGS = TagSet()
+_ALL_BROAD = TagSet.whole(PUBLIC_BROAD_TAGS)
+_ALL_PORTS = PortSet.ALL
+_NOTHING = PublicSources()
+
+
+def _split(pieces: list[tuple[PortSet, PublicSources]], ports: PortSet) -> list[tuple[PortSet, PublicSources]]:
+    """Refine the source-port pieces so that each lies inside ``ports`` or outside it."""
+    out: list[tuple[PortSet, PublicSources]] = []
+    for q, rem in pieces:
+        inside, outside = q & ports, q - ports
+        if inside and outside:
+            out.append((inside, rem))
+            out.append((outside, rem))
+        else:
+            out.append((q, rem))
+    return out
 _Item = tuple[Rule, PublicSources, Destination]  # a relevant rule with its public sources and destination
 _make_rule_exposure = fast_constructor(RuleExposure)
 
@@ -137,6 +177,7 @@ class Evaluator:
         self._dest_cache: dict[tuple[object, ...], Destination] = {}
         self._class_cache: dict[PublicSources, str] = {}
         self._port_hits: dict[tuple[int, ...], dict[object, tuple[int, ...]]] = {}
+        self._everything = PublicSources(public, _ALL_BROAD)  # every public source, broad tags included
 
     # --- sources --------------------------------------------------------------------------------
     def public_sources(self, rule: Rule) -> PublicSources:
@@ -146,7 +187,7 @@ class Evaluator:
         if hit is not None:
             return hit
         parts: list[AddressSet] = []
-        tags: set[str] = set()
+        tags: list[str] = []
         everything = False
         for token in key:
             if token.kind == KIND_ALL or token.kind == KIND_INTERNET:
@@ -162,9 +203,9 @@ class Evaluator:
                 if part:
                     parts.append(part)
             elif token.kind == KIND_BROAD_TAG:
-                tags.add(token.text.lower())
+                tags.append(token.text)
         if everything:
-            addresses, tags = self.public, set()
+            addresses, tags = self.public, []
         elif len(parts) == 1:
             addresses = parts[0]
         elif parts:  # one normalization for the whole list instead of one per union
@@ -172,7 +213,7 @@ class Evaluator:
                                    V6Set(i for p in parts for i in p.v6.intervals))
         else:
             addresses = AddressSet()
-        result = PublicSources(addresses, frozenset(tags))
+        result = PublicSources(addresses, TagSet.of(tags) if tags else _NO_TAGS)
         if len(self._cache) > 4096:  # bounded: memory stays flat over a 100k-NSG sweep
             self._cache.clear()
         self._cache[key] = result
@@ -252,45 +293,53 @@ class Evaluator:
             self._dest_cache[key] = hit
         return hit
 
+    def _covered(self, src: PublicSources) -> PublicSources:
+        """What a rule with these public sources takes out of the undecided set: all of it, plus every
+        broad tag when it covers the whole public space (AzureCloud addresses are public addresses)."""
+        if src.addresses == self.public:  # src is already within public
+            return _make_public_sources(src.addresses, _ALL_BROAD)
+        return src
+
     def _first_match(self, items: list[_Item], port: int) -> list[RuleExposure]:
-        # Public sources still undecided for *every* destination: only rules that apply to every destination
-        # behind the NSG (``*``, ``Any``, ``VirtualNetwork``) shadow later rules wholesale.
-        remaining = self.public
-        consumed_tags: set[str] = set()
-        public_gone = False  # a higher-priority all-destination rule covered every public address
+        # Undecided public sources per source-port piece (the pieces partition 0-65535); only rules that
+        # apply to every destination behind the NSG (``*``, ``Any``, ``VirtualNetwork``) remove sources.
+        pieces: list[tuple[PortSet, PublicSources]] = [(PortSet.ALL, self._everything)]
         earlier: list[_Item] = []
-        narrow_earlier: list[tuple[PublicSources, Destination]] = []  # rules for some destinations only
+        narrow_earlier: list[tuple[PublicSources, Destination, PortSet]] = []  # rules for some destinations
         results: list[RuleExposure] = []
         # Nothing after the last Allow can change any result: stop there.
         last = max((i for i, item in enumerate(items) if item[0].access == ALLOW), default=-1)
         for rule, src, dest in items[: last + 1]:
+            sports = rule.source_ports
+            if sports is not _ALL_PORTS and sports != PortSet.ALL:
+                pieces = _split(pieces, sports)
+                mine = [(q, rem) for q, rem in pieces if q <= sports]
+            else:
+                mine = pieces
             if rule.access == ALLOW:
-                rem, tags_gone, gone = remaining, consumed_tags, public_gone
-                if not dest.universal:
-                    # A narrower rule is also shadowed by earlier rules whose destinations contain its own.
-                    for s2, d2 in narrow_earlier:
-                        if d2.covers(dest):
-                            rem = rem - s2.addresses
-                            tags_gone = tags_gone | s2.tags
-                            gone = gone or s2.addresses == self.public
-                exposed_tags = frozenset(
-                    t for t in src.tags
-                    if not gone and t not in tags_gone and t.split(".")[0] not in tags_gone
-                )
-                exposed = _make_public_sources(src.addresses & rem, exposed_tags)
+                exposed = _NOTHING
+                for q, rem in mine:
+                    if not dest.universal:
+                        # A narrower rule is also shadowed by earlier rules whose destinations contain its own.
+                        for s2, d2, p2 in narrow_earlier:
+                            if d2.covers(dest) and q <= p2:
+                                rem = rem - self._covered(s2)
+                    part = _make_public_sources(src.addresses & rem.addresses,
+                                                src.tags & rem.tags if src.tags else _NO_TAGS)
+                    exposed = part if not exposed else exposed | part
                 exposure = self.classify(exposed)
                 shadowers: tuple[Rule, ...] = ()
                 if exposure == NONE:
-                    shadowers = tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src))
+                    shadowers = tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src)
+                                      and not r.source_ports.isdisjoint(sports))
                 results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self._potential(src),
                                                    shadowers, ()))
             if dest.universal:
-                remaining = remaining - src.addresses
-                consumed_tags |= src.tags
-                if not public_gone and src.addresses == self.public:  # src is already within public
-                    public_gone = True
+                gone = self._covered(src)
+                pieces = [(q, rem - gone) if q <= sports else (q, rem) for q, rem in pieces] \
+                    if mine is not pieces else [(q, rem - gone) for q, rem in pieces]
             else:
-                narrow_earlier.append((src, dest))
+                narrow_earlier.append((src, dest, sports))
             earlier.append((rule, src, dest))
         return self._combine(results)
 
@@ -325,8 +374,12 @@ class Evaluator:
 
 
 def overlaps(a: PublicSources, b: PublicSources) -> bool:
+    """May ``a`` and ``b`` share a public source? Symmetric and conservative: a broad tag (AzureCloud) may
+    hold any public address, so it overlaps every non-empty address set, in either order."""
     if a.addresses.v4 and b.addresses.v4 and not a.addresses.v4.isdisjoint(b.addresses.v4):
         return True
     if a.addresses.v6 and b.addresses.v6 and not a.addresses.v6.isdisjoint(b.addresses.v6):
         return True
-    return bool(a.tags & b.tags) or bool(b.tags and a.addresses)
+    if a.tags and b.tags and not a.tags.isdisjoint(b.tags):
+        return True
+    return bool(b.tags and a.addresses) or bool(a.tags and b.addresses)

@@ -4,11 +4,15 @@ Shapes: ARM REST JSON (GET/list, ``properties`` nested), Resource Graph rows (AR
 ``subscriptionId``/``resourceGroup`` and lower-case ``type``), ``az network nsg show/list`` JSON (rule
 ``properties`` flattened into the rule) and azure-mgmt-network model objects (serialized to REST JSON).
 Parsing is strict: anything that could change what an NSG lets through and that we do not understand is
-an :class:`InputError` naming the NSG and rule — never a crash and never silently skipped.
+an :class:`InputError` naming the NSG and rule — never a crash and never silently skipped. Two exceptions,
+both for data read from Azure (docs/semantics.md): an unknown *field* is logged once and the rule is
+evaluated (``strict=False``; user files and PUT bodies keep ``strict=True``), and an unknown address
+*token* is kept as ``KIND_UNKNOWN`` (never public) and reported as a finding of its own, on every path.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -18,6 +22,8 @@ from shared.addresses import SourceToken, parse_source_token
 from shared.errors import InputError
 from shared.frozen import fast_constructor
 from shared.ports import PortSet
+
+log = logging.getLogger("nsg_guard.model")
 
 NSG_TYPE = "microsoft.network/networksecuritygroups"
 INBOUND, OUTBOUND = "Inbound", "Outbound"
@@ -61,6 +67,7 @@ class Rule:
     destination_asgs: tuple[str, ...] = ()
     description: str | None = None
     is_default: bool = False
+    source_ports: PortSet = PortSet.ALL  # parsed sourcePortRange(s): a Deny shadows only these client ports
 
     @property
     def inbound(self) -> bool:
@@ -222,8 +229,13 @@ _ACCESS = {"allow": ALLOW, "deny": DENY}
 
 
 def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool = False,
-               extra_tags: frozenset[str] = frozenset()) -> Rule:
-    """Parse one rule in ARM shape (``properties`` nested) or ``az`` shape (``flattened=True``)."""
+               extra_tags: frozenset[str] = frozenset(), strict: bool = True) -> Rule:
+    """Parse one rule in ARM shape (``properties`` nested) or ``az`` shape (``flattened=True``).
+
+    ``strict``: reject fields outside the known API schema (user files, PUT bodies). Pass ``False`` for data
+    read from Azure (ARM, Resource Graph, SDK models): new API versions add fields, and one unknown field
+    must not turn an estate into ``Error`` rows; the field is logged once per process and the rule evaluated.
+    """
     if not isinstance(obj, Mapping):
         raise InputError(f"a security rule must be an object, got {type(obj).__name__}")
     name = obj.get("name")
@@ -233,13 +245,13 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
         if flattened:
             props: Mapping[str, Any] = obj
             if not _AZ_RULE_KEYS.issuperset(obj):
-                _reject_unknown(set(obj) - _AZ_RULE_KEYS)
+                _unknown_fields(set(obj) - _AZ_RULE_KEYS, strict)
         else:
             props = obj.get("properties")
             if not isinstance(props, Mapping):
                 raise InputError("missing required field 'properties' (or pass the az CLI flattened shape)")
             if not RULE_ENVELOPE_KEYS.issuperset(obj) or not RULE_PROPERTY_KEYS.issuperset(props):
-                _reject_unknown((set(obj) - RULE_ENVELOPE_KEYS) | (set(props) - RULE_PROPERTY_KEYS))
+                _unknown_fields((set(obj) - RULE_ENVELOPE_KEYS) | (set(props) - RULE_PROPERTY_KEYS), strict)
         return _build_rule(name, obj, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
     except InputError as exc:
         raise exc.located(rule=name) from None
@@ -248,8 +260,18 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
 _AZ_RULE_KEYS = RULE_PROPERTY_KEYS | AZ_RULE_EXTRA_KEYS
 
 
-def _reject_unknown(unknown: set[str]) -> None:
-    raise InputError(f"unknown field(s) {sorted(unknown)}: NSG Guard will not guess what they mean")
+_LOGGED_FIELDS: set[str] = set()
+
+
+def _unknown_fields(unknown: set[str], strict: bool) -> None:
+    names = sorted(str(k) for k in unknown)
+    if strict:
+        raise InputError(f"unknown field(s) {names}: NSG Guard will not guess what they mean")
+    fresh = [n for n in names if n not in _LOGGED_FIELDS]
+    if fresh:
+        _LOGGED_FIELDS.update(fresh)
+        log.warning("security rules from Azure carry field(s) %s unknown to NSG Guard: evaluated without them "
+                    "(logged once per process)", fresh)
 
 
 def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], *, nsg_id: str,
@@ -296,20 +318,19 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
     else:
         destination_ports = PortSet.parse(dst_single)  # type: ignore[arg-type]
 
-    # Source ports: validated, not evaluated (NSG Guard judges destination ports).
+    # Source ports: the client's choice. A Deny shadows only the source ports it names (docs §2.2).
+    source_ports = PortSet.ALL
     src_port_single = get("sourcePortRange")
-    if src_port_single is not None:
-        if type(src_port_single) is not str or not src_port_single:
-            src_port_single = _optional_str(props, "sourcePortRange")
-        if src_port_single is not None:
-            PortSet.parse(src_port_single)
+    if src_port_single is not None and (type(src_port_single) is not str or not src_port_single):
+        src_port_single = _optional_str(props, "sourcePortRange")
     src_port_plural = get("sourcePortRanges")
-    if src_port_plural is None or src_port_plural == []:
-        src_port_plural = ()
-    else:
-        src_port_plural = _str_list(props, "sourcePortRanges")
-        for token in src_port_plural:
-            PortSet.parse(token)
+    src_port_plural = () if src_port_plural is None or src_port_plural == [] else _str_list(props, "sourcePortRanges")
+    if src_port_plural:
+        source_ports = PortSet.of(src_port_plural)
+        if src_port_single is not None:
+            source_ports = source_ports | PortSet.parse(src_port_single)
+    elif src_port_single is not None and src_port_single != "*":
+        source_ports = PortSet.parse(src_port_single)
 
     src_single = get("sourceAddressPrefix")
     if src_single is not None and (type(src_single) is not str or not src_single):
@@ -349,7 +370,7 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
     return _make_rule(  # positional, in Rule's field order
         name, rule_id, priority, direction, access, protocol, sources, destination_ports,
         src_single, src_plural, src_asgs, src_port_single, src_port_plural, dst_single, dst_plural,
-        dst_prefix, dst_prefixes, dst_asgs, description, default,
+        dst_prefix, dst_prefixes, dst_asgs, description, default, source_ports,
     )
 
 
@@ -361,8 +382,13 @@ def _parse_tags(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((str(k), v) for k, v in value.items()))
 
 
-def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset()) -> Nsg:
-    """Parse one NSG in ARM/Resource Graph shape, ``az`` CLI shape, or an azure-mgmt-network model."""
+def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset(), *, strict: bool = True) -> Nsg:
+    """Parse one NSG in ARM/Resource Graph shape, ``az`` CLI shape, or an azure-mgmt-network model.
+
+    ``strict`` as in :func:`parse_rule`: ``True`` for user files, ``False`` for data read from Azure.
+    Incomplete objects are input errors, never "compliant": no ``properties`` and no ``securityRules``
+    (e.g. ``az ... --query "[].{name:name,id:id}"``), or ``securityRules: null``.
+    """
     # azure-mgmt-network >= 26 models are Mappings in REST shape already; older (msrest) models
     # serialize to that shape. Either way one parser serves every source.
     if not isinstance(obj, Mapping) and hasattr(obj, "serialize"):
@@ -378,24 +404,29 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset()) -> Nsg:
         name = _require(obj, "name", str, "the NSG")
         nsg_id = _require(obj, "id", str, "the NSG")
         flattened = "properties" not in obj
+        if flattened and "securityRules" not in obj:
+            raise InputError("incomplete NSG: no 'properties' and no 'securityRules' (was it exported with a "
+                             "--query that dropped them?)")
         props = obj if flattened else obj["properties"]
         if not isinstance(props, Mapping):
             raise InputError("field 'properties' must be an object")
         if not flattened and "securityRules" in obj:
             raise InputError("both 'properties' and a top-level 'securityRules': ambiguous shape")
+        if "securityRules" not in props:
+            raise InputError("incomplete NSG: 'properties' has no 'securityRules'")
         raw_rules = props.get("securityRules")
         if raw_rules is None:
-            raw_rules = []
+            raise InputError("incomplete NSG: 'securityRules' is null (an NSG without rules has [])")
         if not isinstance(raw_rules, list):
             raise InputError("field 'securityRules' must be a list")
         raw_defaults = props.get("defaultSecurityRules") or []
         if not isinstance(raw_defaults, list):
             raise InputError("field 'defaultSecurityRules' must be a list")
         ids = split_resource_id(nsg_id)
-        rules = tuple(parse_rule(r, nsg_id=nsg_id, flattened=flattened, extra_tags=extra_tags)
+        rules = tuple(parse_rule(r, nsg_id=nsg_id, flattened=flattened, extra_tags=extra_tags, strict=strict)
                       for r in raw_rules)
-        defaults = tuple(parse_rule(r, nsg_id=nsg_id, default=True, flattened=flattened, extra_tags=extra_tags)
-                         for r in raw_defaults)
+        defaults = tuple(parse_rule(r, nsg_id=nsg_id, default=True, flattened=flattened, extra_tags=extra_tags,
+                                    strict=strict) for r in raw_defaults)
         _check_unique_priorities(rules)
         sub = obj.get("subscriptionId") or ids.get("subscriptions", "")
         rg = obj.get("resourceGroup") or ids.get("resourcegroups", "")
@@ -459,5 +490,5 @@ def iter_nsg_documents(data: Any) -> Iterator[Any]:
     raise InputError(f"expected an NSG, a list of NSGs or a page of NSGs, got {type(data).__name__}")
 
 
-def parse_document(data: Any, extra_tags: frozenset[str] = frozenset()) -> list[Nsg]:
-    return [parse_nsg(item, extra_tags) for item in iter_nsg_documents(data)]
+def parse_document(data: Any, extra_tags: frozenset[str] = frozenset(), *, strict: bool = True) -> list[Nsg]:
+    return [parse_nsg(item, extra_tags, strict=strict) for item in iter_nsg_documents(data)]

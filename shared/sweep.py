@@ -79,6 +79,7 @@ class SweepDeps:
     exempt_tag: str = DEFAULT_EXEMPT_TAG
     batch_rows: int = 5000
     clock: Callable[[], float] = time.monotonic
+    strict_fields: bool = False  # NSGs come from Azure: unknown rule fields are logged, not fatal (--local: True)
 
 
 @dataclass
@@ -218,7 +219,7 @@ class _Sweep:
     def _process(self, page: Iterable[Any], skip: set[str] = frozenset()) -> None:  # type: ignore[assignment]
         for raw in page:
             try:
-                nsg = parse_nsg(raw, self.extra_tags)
+                nsg = parse_nsg(raw, self.extra_tags, strict=self.deps.strict_fields)
             except InputError as exc:
                 self._invalid(raw, exc)
                 continue

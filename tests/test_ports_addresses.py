@@ -9,6 +9,7 @@ from shared.addresses import (
     KIND_CIDR,
     KIND_INTERNET,
     KIND_TAG,
+    KIND_UNKNOWN,
     AddressSet,
     parse_source_token,
 )
@@ -43,17 +44,27 @@ def test_source_token_kinds(token, kind):
     assert parse_source_token(token).kind == kind
 
 
-@pytest.mark.parametrize("token", ["Internett", "10.0.0.0/33", "300.1.1.1", "MyCorpVPN", "", "  ",
-                                   "10.0.0.0/8,10.1.0.0/16", "Storage."])
-def test_unknown_source_tokens_are_input_errors(token):
+@pytest.mark.parametrize("token", ["10.0.0.0/33", "300.1.1.1", "", "  ", "10.0.0.0/8,10.1.0.0/16",
+                                   "Internet.WestEurope", "internet.eastus2"])
+def test_malformed_source_tokens_are_input_errors(token):
     with pytest.raises(InputError):
         parse_source_token(token)
 
 
+@pytest.mark.parametrize("token", ["Internett", "MyCorpVPN", "Storage.", "AzureBastionNext",
+                                   "VirtualNetwork.westeurope", "ActionGroup.westeurope"])
+def test_unknown_tag_tokens_are_kept_as_unknown_not_errors(token):
+    """Azure publishes new tags: an unknown name is evaluated (never public) and reported, not fatal."""
+    assert parse_source_token(token).kind == KIND_UNKNOWN
+
+
+def test_azurecloud_with_a_region_we_do_not_list_is_still_broad():
+    assert parse_source_token("AzureCloud.newregion9").kind == KIND_BROAD_TAG
+
+
 def test_extra_service_tags_are_accepted_when_configured():
     assert parse_source_token("CorpEgress", frozenset({"corpegress"})).kind == KIND_TAG
-    with pytest.raises(InputError, match="--extra-tags"):
-        parse_source_token("CorpEgress")
+    assert parse_source_token("CorpEgress").kind == KIND_UNKNOWN
 
 
 @pytest.mark.parametrize(("address", "public"), [

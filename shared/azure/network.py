@@ -36,7 +36,7 @@ class AzureNetwork:
         client = self.client(parts["subscriptions"])
         with azure_errors(f"GET {nsg_id}"):
             model = client.network_security_groups.get(parts["resourcegroups"], parts["networksecuritygroups"])
-        return parse_nsg(model, self._settings.extra_service_tags)
+        return parse_nsg(model, self._settings.extra_service_tags, strict=False)  # read from Azure
 
     def close(self) -> None:
         for client in self._clients.values():
