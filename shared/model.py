@@ -464,8 +464,8 @@ def _check_unique_priorities(rules: Sequence[Rule]) -> None:
 def same_rule(a: Mapping[str, Any], b: Mapping[str, Any], nsg_id: str) -> bool:
     """Two ARM rule bodies mean the same rule (parsed and normalised: casing, empty lists, read-only fields)."""
     try:
-        ra = parse_rule({"name": a["name"], "properties": a["properties"]}, nsg_id=nsg_id)
-        rb = parse_rule({"name": b["name"], "properties": b["properties"]}, nsg_id=nsg_id)
+        ra = parse_rule({"name": a["name"], "properties": a["properties"]}, nsg_id=nsg_id, strict=False)
+        rb = parse_rule({"name": b["name"], "properties": b["properties"]}, nsg_id=nsg_id, strict=False)
     except (InputError, KeyError, TypeError):
         return False
     return ra.name.lower() == rb.name.lower() and ra.to_arm()["properties"] == rb.to_arm()["properties"]

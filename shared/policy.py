@@ -10,6 +10,7 @@ from shared.errors import ConfigError
 from shared.exposure import BROAD, INTERNET, NONE, TRUSTED, Evaluator, RuleExposure
 from shared.findings import Finding, make_finding
 from shared.model import Nsg
+from shared.unknowntokens import unknown_token_findings
 
 SSH, SSH_CUSTOM, MANAGEMENT = "ssh", "ssh-custom", "management"
 SSH_PORT = 22
@@ -106,6 +107,7 @@ class Engine:
                 finding = self._judge(nsg, wp, rx)
                 if finding is not None:
                     findings.append(finding)
+        findings.extend(unknown_token_findings(nsg, self.policy.extra_service_tags))  # docs/semantics.md
         findings.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.port, f.rule.priority))
         return NsgEvaluation(nsg, tuple(findings))
 

@@ -1,8 +1,10 @@
 """The engine against a deliberately naive reference, on random NSGs (hypothesis).
 
-The reference walks the rules one by one for concrete addresses using only ``ipaddress`` membership
-tests and its own list of private ranges. We sample every boundary of every network involved (±1),
-so agreement on the samples means the engine's interval sets are exactly the reference's sets.
+The reference walks the rules one by one for concrete (address, source port) pairs using only
+``ipaddress`` membership tests and its own list of private ranges. We sample every boundary of every
+network and every source-port range involved (±1), so agreement on the samples means the engine's
+interval sets are exactly the reference's sets. A source is exposed by rule R when *some* source port
+reaches R first and R allows (docs/product.md §2.2).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ POOL = ["*", "Any", "Internet", "VirtualNetwork", "AzureLoadBalancer", "Storage.
 PORTS = ["*", "22", "20-25", "3389", "2222", "1-21", "23-65535", "3000-4000"]
 PROTOCOLS = ["Tcp", "tcp", "Udp", "*", "Icmp"]
 WATCHED = (22, 23, 2222, 3389)
+# Source ports: mostly '*', sometimes a client-port subset (the attacker's Deny "sourcePortRange 1").
+SOURCE_PORTS = ["*", "*", "*", "1", "0-1023", "1024-65535", "50000", ["1-100", "200-300"], ["22", "1024-2048"],
+                "65535", "0"]
 
 random_v4 = st.builds(lambda a, p: str(ipaddress.ip_network((a, p), strict=False)),
                       st.integers(0, 2**32 - 1), st.integers(0, 32))
@@ -59,11 +64,18 @@ def random_nsgs(draw, with_destinations: bool = False):
         ports = draw(st.one_of(st.sampled_from(PORTS), st.lists(st.sampled_from(PORTS[1:]), min_size=1,
                                                                  max_size=3)))
         dest = draw(st.sampled_from(DESTINATIONS)) if with_destinations else "*"
-        rules.append(rule(f"r{i}", prio, ports, sources,
-                          access=draw(st.sampled_from(["Allow", "Deny", "allow"])),
-                          protocol=draw(st.sampled_from(PROTOCOLS)),
-                          direction=draw(st.sampled_from(["Inbound", "Inbound", "Outbound"])),
-                          **({"dest_asgs": [ASG_WEB]} if dest == "asg" else {"dest": dest})))
+        body = rule(f"r{i}", prio, ports, sources,
+                    access=draw(st.sampled_from(["Allow", "Deny", "allow"])),
+                    protocol=draw(st.sampled_from(PROTOCOLS)),
+                    direction=draw(st.sampled_from(["Inbound", "Inbound", "Outbound"])),
+                    **({"dest_asgs": [ASG_WEB]} if dest == "asg" else {"dest": dest}))
+        sports = draw(st.sampled_from(SOURCE_PORTS))
+        if isinstance(sports, list):
+            del body["properties"]["sourcePortRange"]
+            body["properties"]["sourcePortRanges"] = sports
+        else:
+            body["properties"]["sourcePortRange"] = sports
+        rules.append(body)
     return nsg(rules, defaults=draw(st.booleans()))
 
 
@@ -108,13 +120,16 @@ def ref_destination_in(p: dict, nic: tuple[str, bool]) -> bool:
     return False
 
 
-def ref_first_match(raw_rules: list[dict], addr, port: int, nic: tuple[str, bool] = ("10.0.0.4", True)
-                    ) -> str | None:
-    """Name of the rule that decides (addr -> nic, TCP port), or None when nothing matches."""
+def ref_first_match(raw_rules: list[dict], addr, port: int, nic: tuple[str, bool] = ("10.0.0.4", True),
+                    sport: int | None = None) -> str | None:
+    """Name of the rule that decides (addr:sport -> nic, TCP port), or None when nothing matches."""
     ordered = sorted(raw_rules, key=lambda r: r["properties"]["priority"])
     for r in ordered:
         p = r["properties"]
         if p["direction"] != "Inbound" or p["protocol"].lower() not in ("tcp", "*"):
+            continue
+        if sport is not None and not any(ref_port_in(s, sport)
+                                         for s in p.get("sourcePortRanges") or [p.get("sourcePortRange", "*")]):
             continue
         if not ref_destination_in(p, nic):
             continue
@@ -152,6 +167,28 @@ def boundary_addresses(extra_nets: list) -> list:
     return sorted(out, key=lambda a: (a.version, int(a)))
 
 
+def sample_source_ports(raw_rules: list[dict]) -> list[int]:
+    """Every boundary (±1) of every source-port range: where the first match can change."""
+    out = {0, 65535}
+    for r in raw_rules:
+        p = r["properties"]
+        for spec in p.get("sourcePortRanges") or [p.get("sourcePortRange", "*")]:
+            if spec == "*":
+                continue
+            lo, _, hi = spec.partition("-")
+            for v in (int(lo) - 1, int(lo), int(hi or lo), int(hi or lo) + 1):
+                if 0 <= v <= 65535:
+                    out.add(v)
+    return sorted(out)
+
+
+def ref_exposers(raw_rules: list[dict], addr, port: int, sports: list[int],
+                 nic: tuple[str, bool] = ("10.0.0.4", True)) -> set[str]:
+    """Rules that some source port of ``addr`` reaches first, and that allow."""
+    deciders = {ref_first_match(raw_rules, addr, port, nic, s) for s in sports}
+    return {d for d in deciders if d and not d.startswith("deny:")}
+
+
 EVALUATOR = Evaluator()
 
 
@@ -166,13 +203,13 @@ def evaluate_with_samples(doc: dict) -> tuple[list[dict], list, dict]:
 @given(random_nsgs())
 def test_engine_matches_reference(doc):
     raw_rules, samples, results = evaluate_with_samples(doc)
+    sports = sample_source_ports(raw_rules)
     for port in WATCHED:
         by_rule = {rx.rule.name: rx for rx in results[port]}
         for addr in samples:
-            decider = ref_first_match(raw_rules, addr, port)
-            exposing = [name for name, rx in by_rule.items() if addr in rx.exposed.addresses]
-            expected = [decider] if decider and not decider.startswith("deny:") else []
-            assert exposing == expected, (port, str(addr), decider, exposing)
+            expected = ref_exposers(raw_rules, addr, port, sports)
+            exposing = {name for name, rx in by_rule.items() if addr in rx.exposed.addresses}
+            assert exposing == expected, (port, str(addr), expected, exposing)
             # what a rule would expose on its own: every public address it matches
             for name, rx in by_rule.items():
                 raw = next(r for r in raw_rules if r["name"] == name)
@@ -189,11 +226,11 @@ def test_engine_never_under_reports_with_destinations(doc):
     """With rules aimed at some VMs only, the engine may over-report (partial overlaps never shadow) but
     every (source, VM) the reference lets in through rule R must show up in R's exposure."""
     raw_rules, samples, results = evaluate_with_samples(doc)
+    sports = sample_source_ports(raw_rules)
     for port in WATCHED:
         by_rule = {rx.rule.name: rx for rx in results[port]}
         for addr in samples:
             for nic in NICS:
-                decider = ref_first_match(raw_rules, addr, port, nic)
-                if decider and not decider.startswith("deny:"):
+                for decider in ref_exposers(raw_rules, addr, port, sports, nic):
                     assert decider in by_rule and addr in by_rule[decider].exposed.addresses, \
                         (port, str(addr), nic, decider)
