@@ -47,15 +47,64 @@ def parse_time(value: Any) -> datetime:
         t = datetime.fromisoformat(text)
     except ValueError:
         raise InputError(f"TimeGenerated {value!r} is not an ISO 8601 timestamp") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    try:  # 9999-12-31T23:59:59-12:00 is a valid timestamp whose UTC form does not exist
+        return t.astimezone(UTC)
+    except OverflowError:
+        raise InputError(f"TimeGenerated {value!r} is out of range in UTC") from None
+
+
+# Columns the KPIs read as text; a hostile export may put anything there (issue 9: never a traceback).
+_TEXT_COLUMNS = ("RowId", "RecordType", "NsgId", "FindingId", "Status", "Severity", "Owner", "SubscriptionId",
+                 "SweepId", "Actor", "ActorType", "Result", "Mode")
+
+
+def _clean(row: dict[str, Any], number: int) -> dict[str, Any]:
+    """One exported row with the columns the KPIs read checked (and dynamic JSON text decoded), or InputError."""
+    try:
+        out = {**row, "TimeGenerated": parse_time(row.get("TimeGenerated"))}
+        for column in _TEXT_COLUMNS:
+            value = out.get(column)
+            if value is None or isinstance(value, str):
+                continue
+            if isinstance(value, (bool, int, float)):
+                out[column] = str(value)
+            else:
+                raise InputError(f"column {column} must be text, got {type(value).__name__}")
+        ids = out.get("OpenFindingIds")
+        if isinstance(ids, str):  # Log Analytics exports dynamic columns as JSON text
+            try:
+                ids = json.loads(ids) if ids.strip() else []
+            except json.JSONDecodeError:
+                raise InputError("column OpenFindingIds is not a JSON list") from None
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            raise InputError("column OpenFindingIds must be a list of finding ids")
+        out["OpenFindingIds"] = ids
+        return out
+    except InputError as exc:
+        raise InputError(f"row {number}: {exc.reason}") from None
+
+
+def _count(value: Any, what: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"sweep row Details.{what} must be a number, got {value!r}"[:200])
+    try:
+        number = int(value)
+    except (ValueError, OverflowError):
+        raise InputError(f"sweep row Details.{what} must be a number, got {value!r}"[:200]) from None
+    if number < 0:
+        raise InputError(f"sweep row Details.{what} must not be negative")
+    return number
 
 
 def dedupe(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """``summarize arg_max(TimeGenerated, *) by RowId`` (rows without a RowId are kept as they are)."""
     latest: dict[str, tuple[datetime, dict[str, Any]]] = {}
     loose: list[dict[str, Any]] = []
-    for row in rows:
-        row = {**row, "TimeGenerated": parse_time(row.get("TimeGenerated"))}
+    for number, row in enumerate(rows, 1):
+        row = _clean(row, number)
         rid = row.get("RowId")
         if not rid:
             loose.append(row)
@@ -88,8 +137,8 @@ def compliance_over_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         d = _details(row)
         entry = per.setdefault(str(row.get("SweepId")), {"sweepId": row.get("SweepId"), "nsgs": 0, "compliant": 0,
                                                           "time": row["TimeGenerated"]})
-        entry["nsgs"] += int(d.get("nsgs") or 0)
-        entry["compliant"] += int(d.get("compliant") or 0)
+        entry["nsgs"] += _count(d.get("nsgs"), "nsgs")
+        entry["compliant"] += _count(d.get("compliant"), "compliant")
         entry["time"] = max(entry["time"], row["TimeGenerated"])
     out = []
     for entry in sorted(per.values(), key=lambda e: e["time"]):

@@ -60,8 +60,27 @@ def _dynamic(value: Any) -> Any:
         if text in ("", "null"):
             return None
         if text[:1] in ("{", "["):
-            return json.loads(text)
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"a dynamic column holds invalid JSON: {exc.msg}") from None
     return value
+
+
+def _rule_body(value: Any, row_id: str, column: str) -> dict[str, Any] | None:
+    """RuleBefore/RuleAfter as written by NSG Guard (``name`` + ``properties``), or InputError for that row."""
+    body = _dynamic(value)
+    if body is None:
+        return None
+    if not isinstance(body, Mapping) or not isinstance(body.get("name"), str) or not body["name"] \
+            or not isinstance(body.get("properties"), Mapping):
+        raise InputError(f"remediation row {row_id}: {column} is not a rule body with a 'name' and 'properties'")
+    return dict(body)
+
+
+def _order_number(details: Any, key: str) -> int:
+    value = details.get(key, 0) if isinstance(details, Mapping) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str] = (),
@@ -70,7 +89,7 @@ def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str]
     wanted = {r.lower() for r in row_ids}
     rows: dict[str, Mapping[str, Any]] = {}
     for i, r in enumerate(records):
-        if r.get("RecordType") != "remediation" or r.get("Result") not in WRITTEN:
+        if r.get("RecordType") != "remediation" or not isinstance(r.get("Result"), str) or r["Result"] not in WRITTEN:
             continue
         if r.get("Action") not in ("put", "delete"):
             continue
@@ -81,12 +100,13 @@ def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str]
         rows.setdefault(str(r.get("RowId") or f"#{i}"), r)  # a retried upload repeats a row: once is enough
 
     def order(r: Mapping[str, Any]) -> tuple[str, int, int]:
-        d = _dynamic(r.get("Details")) or {}
-        return (str(r.get("TimeGenerated", "")), int(d.get("attempt", 0)), int(d.get("sequence", 0)))
+        d = _dynamic(r.get("Details"))
+        return (str(r.get("TimeGenerated", "")), _order_number(d, "attempt"), _order_number(d, "sequence"))
 
     steps = []
     for row_id, r in sorted(rows.items(), key=lambda kv: order(kv[1]), reverse=True):
-        before, after = _dynamic(r.get("RuleBefore")), _dynamic(r.get("RuleAfter"))
+        before, after = _rule_body(r.get("RuleBefore"), row_id, "RuleBefore"), \
+            _rule_body(r.get("RuleAfter"), row_id, "RuleAfter")
         nsg = r.get("NsgId")
         if not isinstance(nsg, str) or not (before or after):
             raise InputError(f"remediation row {row_id} has no NsgId or no RuleBefore/RuleAfter")

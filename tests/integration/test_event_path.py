@@ -173,8 +173,31 @@ def test_unrelated_operations_are_ignored(guard: Guard):
 
 def test_invalid_nsg_data_is_recorded_as_an_error_row(guard: Guard):
     bad = nsg([rule("AllowSSH", 300, "22", "*", nsg=NSG)], name=NSG)
-    bad["properties"]["securityRules"][0]["properties"]["sourceAddressPrefix"] = "NotATag"
+    bad["properties"]["securityRules"][0]["properties"]["sourceAddressPrefix"] = "10.0.0.0/33"
     guard.azure.seed_nsg(bad)
     guard.deliver(function_event("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
     (evaluation,) = guard.rows(RecordType="evaluation")
-    assert evaluation["Status"] == "Error" and "unknown address prefix 'NotATag'" in evaluation["Details"]["error"]
+    assert evaluation["Status"] == "Error" and "invalid address prefix '10.0.0.0/33'" in evaluation["Details"]["error"]
+
+
+# --- issue 9: the event path cannot be blinded ---------------------------------------------------------------------
+
+def test_event_source_port_limited_deny_does_not_hide_open_ssh(guard: Guard):
+    deny = rule("DenyFromPort1", 150, "22", "Internet", access="Deny", nsg=NSG)
+    deny["properties"]["sourcePortRange"] = "1"
+    seed(guard, [*AML, deny, rule("AllowSSH", 200, "22", "*", nsg=NSG)])
+    guard.deliver(function_event("eventgrid-nsg-write.json", NSG_ID))
+    assert [(r["RuleName"], r["Exposure"], r["Status"]) for r in guard.rows(RecordType="finding")] == \
+        [("AllowSSH", "internet", "Open")]
+    assert guard.rows(RecordType="evaluation")[0]["Result"] == "noncompliant"
+
+
+def test_event_unknown_tag_is_evaluated_and_reported_not_an_error_row(guard: Guard):
+    seed(guard, [*AML, rule("AllowNewTag", 150, "22", "AzureBastionNext", nsg=NSG),
+                 rule("AllowSSH", 200, "22", "*", nsg=NSG)])
+    guard.deliver(function_event("eventgrid-nsg-write.json", NSG_ID))
+    findings = sorted((r["RuleName"], r["PortKind"], r["Severity"], r["Status"])
+                      for r in guard.rows(RecordType="finding"))
+    assert findings == [("AllowNewTag", "unknown-token", "low", "Open"), ("AllowSSH", "ssh", "high", "Open")]
+    (evaluation,) = guard.rows(RecordType="evaluation")
+    assert evaluation["Status"] == "Evaluated" and len(evaluation["OpenFindingIds"]) == 2

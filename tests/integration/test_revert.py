@@ -372,3 +372,21 @@ def test_remediate_nsg_helper_for_operators_and_the_demo(revert):
     done = remediate_nsg(NSG_ID, settings, mode="enforce")
     assert [r.result for r in done.records] == ["verified"] and len(ours(guard)) == 1
     assert done.evaluation is not None and done.evaluation.compliant
+
+
+def test_revert_cannot_end_verified_while_22_stays_open_behind_a_source_port_limited_deny(revert):
+    """Issue 9: a deny copied from an Allow limited to client ports 1024-65535 leaves 0-1023 reaching the later
+    Allow. The verification (the engine, on the NSG as re-read) must see that: 22 ends closed for every port."""
+    from shared.model import parse_nsg
+    from shared.policy import Engine
+
+    guard = revert("enforce")
+    first = rule("AllowSSH", 300, "22", "*", nsg=NSG)
+    first["properties"]["sourcePortRange"] = "1024-65535"
+    seed(guard, [*AML, first, rule("AllowSSHLater", 400, "22", "*", nsg=NSG)])
+    deliver(guard, None)
+    results = {r["RuleName"]: r["Result"] for r in guard.rows(RecordType="remediation")}
+    assert results == {"AllowSSH": "verified", "AllowSSHLater": "verified"}
+    assert open_ids(guard) == []
+    live = Engine().evaluate(parse_nsg(guard.azure.get_nsg(NSG_ID), strict=False))
+    assert [f.rule.name for f in live.findings if f.active and f.port == 22] == []

@@ -167,12 +167,12 @@ def test_tenant_scope_without_graph_reports_instead_of_guessing(local_azure: Loc
 
 def test_invalid_nsg_is_recorded_and_the_rest_completes(local_azure: LocalAzure):
     seed_estate(local_azure, 2)
-    bad = nsg_body(SUBS[0], "rg", "broken", [("X", rule_body(300, "22", "NotATag"))])
+    bad = nsg_body(SUBS[0], "rg", "broken", [("X", rule_body(300, "22", "10.0.0.0/33"))])
     local_azure.seed_nsg(bad)
     result = sweep_with(local_azure)
     assert result.summary["nsgs"] == 7
     (failure,) = result.failures
-    assert failure["stage"] == "parse" and "NotATag" in failure["error"]
+    assert failure["stage"] == "parse" and "10.0.0.0/33" in failure["error"]
     (error_row,) = rows(local_azure, RecordType="evaluation", Status="Error")
     assert error_row["NsgId"].endswith("/broken")
 
@@ -249,3 +249,53 @@ def test_sweep_applies_exemptions_like_the_event_path(local_azure: LocalAzure, e
     (tag_finding,) = rows(local_azure, RecordType="finding", PortKind="exemption-tag")
     assert tag_finding["NsgName"] == "nsg-broken" and tag_finding["Severity"] == "low"
     assert result.summary["compliant"] == 1  # only the validly exempted NSG
+
+
+# --- issue 9: the sweep cannot be blinded -------------------------------------------------------------------------
+
+def _nsg_rows(azure: LocalAzure, name: str) -> list[dict[str, Any]]:
+    return [r for r in azure.ingested() if str(r.get("NsgId", "")).endswith("/" + name)]
+
+
+def _attached(body: dict[str, Any]) -> dict[str, Any]:
+    """On a subnet without public NICs: findings keep their base severity and status."""
+    body["properties"]["subnets"] = [{"id": f"/subscriptions/{SUBS[0]}/resourceGroups/rg/providers/"
+                                           f"Microsoft.Network/virtualNetworks/vnet/subnets/{body['name']}"}]
+    return body
+
+
+def test_sweep_source_port_limited_deny_does_not_hide_open_ssh(local_azure: LocalAzure):
+    deny = rule_body(100, "22", "Internet", access="Deny", sourcePortRange="1")
+    local_azure.seed_nsg(_attached(nsg_body(SUBS[0], "rg", "sport", [("DenyFromPort1", deny),
+                                                                      ("AllowSSH", rule_body(200, "22", "*"))])))
+    sweep_with(local_azure)
+    rows_ = _nsg_rows(local_azure, "sport")
+    assert [(r["RuleName"], r["Exposure"], r["Status"]) for r in rows_ if r["RecordType"] == "finding"] == \
+        [("AllowSSH", "internet", "Open")]
+    (evaluation,) = [r for r in rows_ if r["RecordType"] == "evaluation"]
+    assert evaluation["Result"] == "noncompliant"
+
+
+def test_sweep_unknown_tag_is_evaluated_and_reported_not_an_error_row(local_azure: LocalAzure):
+    local_azure.seed_nsg(_attached(nsg_body(SUBS[0], "rg", "newtag",
+                                            [("AllowNewTag", rule_body(100, "22", "AzureBastionNext")),
+                                             ("AllowSSH", rule_body(200, "22", "*"))])))
+    result = sweep_with(local_azure)
+    assert result.failures == []
+    rows_ = _nsg_rows(local_azure, "newtag")
+    findings = sorted((r["RuleName"], r["PortKind"], r["Exposure"], r["Severity"], r["Status"]) for r in rows_
+                      if r["RecordType"] == "finding")
+    assert findings == [("AllowNewTag", "unknown-token", "unknown", "low", "Open"),
+                        ("AllowSSH", "ssh", "internet", "high", "Open")]
+    assert "AzureBastionNext" in next(r["Reason"] for r in rows_ if r.get("PortKind") == "unknown-token")
+    assert not [r for r in rows_ if r.get("Status") == "Error"]
+
+
+def test_sweep_unknown_rule_field_from_azure_is_evaluated_not_an_error_row(local_azure: LocalAzure):
+    future = rule_body(200, "22", "*", someFieldAddedByANewApiVersion={"x": 1})
+    local_azure.seed_nsg(_attached(nsg_body(SUBS[0], "rg", "newfield", [("AllowSSH", future)])))
+    result = sweep_with(local_azure)
+    assert result.failures == []
+    rows_ = _nsg_rows(local_azure, "newfield")
+    assert [(r["RuleName"], r["Exposure"]) for r in rows_ if r["RecordType"] == "finding"] == \
+        [("AllowSSH", "internet")]
