@@ -187,3 +187,13 @@ def test_incomplete_nsg_is_an_input_error_not_compliant(doc, message, tmp_path, 
     assert scan(tmp_path, doc) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", ["source-port", "unknown-tag"])
+def test_remediate_plans_the_revert_of_22_for_source_port_and_unknown_tag_cases(tmp_path, capsys, case):
+    path = tmp_path / "nsg.json"
+    path.write_text(json.dumps(nsg(SOURCE_PORT_CASE if case == "source-port" else UNKNOWN_TAG_CASE)))
+    assert main(["remediate", str(path), "--dry-run", "--format", "json"]) == 0
+    (plan,) = json.loads(capsys.readouterr().out)["plans"]
+    assert [(a["offendingRule"], a["strategy"], a["ports"]) for a in plan["actions"]] == \
+        [("AllowSSH", "insert-deny", [22])]
