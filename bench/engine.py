@@ -5,15 +5,28 @@
 Prints ``engine nsgs=N rules=R seconds=S us_per_rule=U peak_rss_mb=M`` where S covers JSON decoding,
 parsing and evaluation (NSG generation is excluded), plus a baseline line for ``json.loads`` alone on
 the same documents in the same process, and the ratio between the two.
+
+Issue 15 modes (bench/README.md has the numbers and commands):
+
+    python bench/engine.py --end-to-end --nsgs 10000 --rules 10 [--previous REF]
+        whole-process ``nsg-guard scan FILE --format json`` (load + parse + evaluate 6 ports + JSON out, stdout
+        to a file), this tree and REF (default: the engine before issues 9/15) side by side, interleaved.
+    python bench/engine.py --linearity --rules 10 [--sizes 2000,20000,100000]
+        in-process scan-like run that keeps every evaluation (like ``scan``): us/rule per size and the spread.
+    python bench/engine.py --codecs --nsgs 10000 --rules 10
+        json vs orjson: decoding the list file and encoding the findings, collector on and off.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,12 +82,143 @@ def documents(nsgs: int, rules: int, seed: int) -> Iterator[str]:
         yield json.dumps(make_nsg(rng, i, rules, cidrs))
 
 
+PREVIOUS_REF = "e4c268a"  # main before issues 9 and 15 (engine as measured in issue 15)
+REPO = Path(__file__).resolve().parents[1]
+CHILD = ("import json, resource, sys, time\n"
+         "sys.path.insert(0, '.')\n"
+         "from shared.cli import main\n"
+         "t = time.perf_counter(); code = main(sys.argv[1:]); wall = time.perf_counter() - t\n"
+         "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+         "sys.stderr.write('RUSAGE ' + json.dumps({'code': code, 'wall': wall, 'cpu': u.ru_utime + u.ru_stime,"
+         " 'rss_mb': u.ru_maxrss / 1024}) + '\\n')\n")
+
+
+def write_estate(path: Path, nsgs: int, rules: int, seed: int) -> None:
+    """One JSON list of NSGs (the shape of ``az network nsg list``), written without holding it all twice."""
+    with path.open("w", encoding="utf-8") as f:
+        f.write("[")
+        for i, text in enumerate(documents(nsgs, rules, seed)):
+            f.write(("," if i else "") + text)
+        f.write("]")
+
+
+def run_scan(tree: Path, estate: Path, out: Path) -> dict:
+    with out.open("w") as stdout:
+        proc = subprocess.run([sys.executable, "-c", CHILD, "scan", str(estate), "--format", "json"], cwd=tree,
+                              stdout=stdout, stderr=subprocess.PIPE, text=True, check=False)
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("RUSAGE "))
+    return json.loads(line[len("RUSAGE "):])
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="nsg-guard-bench-") as tmp:
+        tmpdir = Path(tmp)
+        estate = tmpdir / "estate.json"
+        write_estate(estate, args.nsgs, args.rules, args.seed)
+        previous = tmpdir / "previous"
+        previous.mkdir()
+        archive = subprocess.run(["git", "archive", args.previous], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
+        rules = args.nsgs * args.rules
+        print(f"end_to_end input_mb={estate.stat().st_size / 2**20:.0f} nsgs={args.nsgs} rules={rules} "
+              f"repeats={args.repeats} (min of each)")
+        best: dict[str, dict] = {}
+        outputs: dict[str, Path] = {}
+        for _ in range(args.repeats):
+            for label, tree in (("previous", previous), ("current", REPO)):
+                outputs[label] = tmpdir / f"{label}.json"
+                got = run_scan(tree, estate, outputs[label])
+                if label not in best or got["cpu"] < best[label]["cpu"]:
+                    best[label] = got
+        same = json.loads(outputs["previous"].read_text())["summary"] == \
+            json.loads(outputs["current"].read_text())["summary"]
+        for label in ("previous", "current"):
+            b = best[label]
+            ref = args.previous if label == "previous" else "working tree"
+            print(f"end_to_end version={label} ({ref}) exit={b['code']} cpu_s={b['cpu']:.2f} wall_s={b['wall']:.2f} "
+                  f"us_per_rule_cpu={1e6 * b['cpu'] / rules:.2f} us_per_rule_wall={1e6 * b['wall'] / rules:.2f} "
+                  f"peak_rss_mb={b['rss_mb']:.0f} output_mb={outputs[label].stat().st_size / 2**20:.1f}")
+        print(f"end_to_end current_over_previous_cpu={best['current']['cpu'] / best['previous']['cpu']:.2f} "
+              f"same_summary={same}")
+
+
+def linearity(args: argparse.Namespace) -> None:
+    """Scan-like in-process run per size: decode, parse, evaluate, keep every evaluation, encode findings."""
+    from shared import fastjson
+    from shared.gcpolicy import batch_without_cyclic_gc
+
+    sizes = [int(x) for x in args.sizes.split(",")]
+    per_rule = []
+    for size in sizes:
+        engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
+        kept = []
+        seconds = 0.0
+        cm = batch_without_cyclic_gc() if args.gc == "paused" else contextlib.nullcontext()
+        with cm:
+            for text in documents(size, args.rules, args.seed):
+                t0 = time.perf_counter()
+                evaluation = engine.evaluate(parse_nsg(fastjson.loads(text)))
+                fastjson.dumps([f.to_contract() for f in evaluation.findings])
+                seconds += time.perf_counter() - t0
+                kept.append(evaluation)
+        us = 1e6 * seconds / (size * args.rules)
+        per_rule.append(us)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"linearity gc={args.gc} nsgs={size} rules={size * args.rules} seconds={seconds:.2f} "
+              f"us_per_rule={us:.2f} peak_rss_mb={peak_mb:.0f}")
+        del kept
+    print(f"linearity gc={args.gc} spread_max_over_min={max(per_rule) / min(per_rule):.3f}")
+
+
+def codecs(args: argparse.Namespace) -> None:
+    import gc
+
+    import orjson
+
+    text = "[" + ",".join(documents(args.nsgs, args.rules, args.seed)) + "]"
+    data = json.loads(text)
+    engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
+    findings = [f.to_contract() for d in data for f in engine.evaluate(parse_nsg(d)).findings]
+    doc = {"findings": findings}
+    cases = [("decode json.loads", lambda: json.loads(text)), ("decode orjson.loads", lambda: orjson.loads(text)),
+             ("encode json.dumps(indent=2)", lambda: json.dumps(doc, indent=2)),
+             ("encode json.dumps(compact)", lambda: json.dumps(doc, separators=(",", ":"))),
+             ("encode orjson.dumps(indent=2)", lambda: orjson.dumps(doc, option=orjson.OPT_INDENT_2)),
+             ("encode orjson.dumps(compact)", lambda: orjson.dumps(doc))]
+    print(f"codecs input_mb={len(text) / 2**20:.0f} findings={len(findings)}")
+    for collector in ("on", "paused"):
+        for name, fn in cases:
+            best = float("inf")
+            for _ in range(3):
+                if collector == "paused":
+                    gc.disable()
+                t0 = time.perf_counter()
+                result = fn()
+                best = min(best, time.perf_counter() - t0)
+                gc.enable()
+                del result
+            print(f"codecs gc={collector} {name} seconds={best:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nsgs", type=int, default=50_000)
     parser.add_argument("--rules", type=int, default=20, help="rules per NSG")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--end-to-end", action="store_true", help="whole-process scan, this tree vs --previous")
+    parser.add_argument("--previous", default=PREVIOUS_REF, help="git ref to compare with (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--linearity", action="store_true", help="us/rule at --sizes, evaluations kept")
+    parser.add_argument("--sizes", default="2000,20000,100000")
+    parser.add_argument("--gc", choices=("paused", "default"), default="paused")
+    parser.add_argument("--codecs", action="store_true", help="json vs orjson, decode and encode")
     args = parser.parse_args()
+    if args.end_to_end:
+        return end_to_end(args)
+    if args.linearity:
+        return linearity(args)
+    if args.codecs:
+        return codecs(args)
 
     engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
     engine_seconds = baseline_seconds = 0.0

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="exit 1 when a finding at or above this severity exists (default: %(default)s; "
                            "latent findings are 'info')")
     scan.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    scan.add_argument("--indent", action="store_true",
+                      help="indent --format json (default: indented on a terminal, compact when piped)")
     scan.add_argument("--exempt-tag", default="nsg-guard-exempt", metavar="TAG",
                       help="NSG tag holding exemptions (default: %(default)s); exempt findings are kept but "
                            "do not fail --fail-on")
@@ -90,6 +92,13 @@ def _cmd_localazure(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
+    from shared.gcpolicy import batch_without_cyclic_gc
+
+    with batch_without_cyclic_gc():  # linear cost on big inputs (shared/gcpolicy.py)
+        return _scan(args)
+
+
+def _scan(args: argparse.Namespace) -> int:
     from shared.output import render_json, render_reasons, render_sarif, render_table, use_colour
     from shared.policy import Engine
     from shared.scan import scan_files
@@ -106,7 +115,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.format == "json":
-        print(render_json(results))
+        print(render_json(results, indent=args.indent or sys.stdout.isatty()))
     elif args.format == "sarif":
         print(render_sarif(results))
     else:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared import ENGINE_VERSION
+from shared import ENGINE_VERSION, fastjson
 from shared.policy import SEVERITY_ORDER, NsgEvaluation
 
 
@@ -33,9 +33,10 @@ def summary(results: Sequence[ScannedNsg]) -> dict[str, Any]:
     }
 
 
-def render_json(results: Sequence[ScannedNsg]) -> str:
+def render_json(results: Sequence[ScannedNsg], *, indent: bool = True) -> str:
+    """The JSON contract (docs §4), through a C encoder: compact, or indented by 2 for people."""
     findings = [f.to_contract() for r in results for f in r.evaluation.findings]
-    return json.dumps({"findings": findings, "summary": summary(results)}, indent=2)
+    return fastjson.dumps({"findings": findings, "summary": summary(results)}, indent=indent)
 
 
 # --- table -----------------------------------------------------------------------------------------
