@@ -28,7 +28,6 @@ from shared.addresses import (
     KIND_CIDR,
     KIND_INTERNET,
     AddressSet,
-    SourceToken,
     V4Set,
     V6Set,
     parse_cidr,
@@ -172,7 +171,7 @@ class Evaluator:
         self.public = public
         self._public_v4 = public.v4.size()
         self._public_v6 = public.v6.size()
-        self._cache: dict[tuple[SourceToken, ...], PublicSources] = {}
+        self._cache: dict[tuple[str | None, tuple[str, ...]], PublicSources] = {}
         self._token_public: dict[str, AddressSet] = {}
         self._dest_cache: dict[tuple[object, ...], Destination] = {}
         self._class_cache: dict[PublicSources, str] = {}
@@ -182,14 +181,16 @@ class Evaluator:
     # --- sources --------------------------------------------------------------------------------
     def public_sources(self, rule: Rule) -> PublicSources:
         """The public part of a rule's sources (ASGs and ordinary service tags are never public)."""
-        key = rule.sources
+        # Keyed by the prefixes as written (C-level string hashing): they determine the public part, whatever
+        # extra tags were configured (extra tags only turn unknown names into non-public tags).
+        key = (rule.source_address_prefix, rule.source_address_prefixes)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         parts: list[AddressSet] = []
         tags: list[str] = []
         everything = False
-        for token in key:
+        for token in rule.sources:
             if token.kind == KIND_ALL or token.kind == KIND_INTERNET:
                 everything = True
                 break

@@ -1,8 +1,9 @@
 """JSON through a C codec (orjson) with the standard library's exact acceptance and error messages.
 
 ``loads`` tries orjson first (3-5x faster on large NSG exports) and, only when orjson refuses the text,
-re-parses it with :mod:`json`: inputs orjson rejects but ``json`` accepts (``NaN``, integers beyond 64 bits)
-still load, and real syntax errors keep ``json``'s message with line and column. ``dumps`` renders compact
+re-parses it with :mod:`json`: inputs orjson rejects but ``json`` accepts (``NaN``, ``Infinity``) still load,
+and real syntax errors keep ``json``'s message with line and column. One difference: orjson reads integers
+beyond 64 bits as floats; no NSG field accepts either, so both are input errors. ``dumps`` renders compact
 or 2-space-indented JSON in C. Measured in bench/engine.py, recorded in bench/README.md.
 """
 

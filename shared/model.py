@@ -195,10 +195,15 @@ def _optional_str(obj: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
+_ONLY_STR = {str}
+
+
 def _str_list(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
     value = obj.get(key)
     if value is None or value == []:
         return ()
+    if type(value) is list and set(map(type, value)) == _ONLY_STR:  # checked in C: the common case
+        return tuple(value)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(f"field {key!r} must be a list of strings")
     return tuple(value)
@@ -236,7 +241,7 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
     read from Azure (ARM, Resource Graph, SDK models): new API versions add fields, and one unknown field
     must not turn an estate into ``Error`` rows; the field is logged once per process and the rule evaluated.
     """
-    if not isinstance(obj, Mapping):
+    if type(obj) is not dict and not isinstance(obj, Mapping):  # exact-type test first: the hot path
         raise InputError(f"a security rule must be an object, got {type(obj).__name__}")
     name = obj.get("name")
     if not isinstance(name, str) or not name:
@@ -248,7 +253,7 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
                 _unknown_fields(set(obj) - _AZ_RULE_KEYS, strict)
         else:
             props = obj.get("properties")
-            if not isinstance(props, Mapping):
+            if type(props) is not dict and not isinstance(props, Mapping):
                 raise InputError("missing required field 'properties' (or pass the az CLI flattened shape)")
             if not RULE_ENVELOPE_KEYS.issuperset(obj) or not RULE_PROPERTY_KEYS.issuperset(props):
                 _unknown_fields((set(obj) - RULE_ENVELOPE_KEYS) | (set(props) - RULE_PROPERTY_KEYS), strict)
@@ -353,7 +358,7 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
     if dst_prefix is not None:
         if type(dst_prefix) is not str or not dst_prefix:
             dst_prefix = _optional_str(props, "destinationAddressPrefix")
-        if dst_prefix is not None:
+        if dst_prefix is not None and dst_prefix != "*":
             parse_source_token(dst_prefix, extra_tags)
     dst_prefixes = get("destinationAddressPrefixes")
     if dst_prefixes is None or dst_prefixes == []:

@@ -32,7 +32,9 @@ def unknown_tokens(rule: Rule, extra_tags: frozenset[str]) -> Iterator[tuple[str
     dests = ((rule.destination_address_prefix,) if rule.destination_address_prefix else ()) + \
         rule.destination_address_prefixes
     for text in dests:
-        if not (text[0].isdigit() or ":" in text) and parse_source_token(text, extra_tags).kind == KIND_UNKNOWN:
+        if text == "*" or text[0].isdigit() or ":" in text:
+            continue
+        if parse_source_token(text, extra_tags).kind == KIND_UNKNOWN:
             yield "destination", text.strip()
 
 
