@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from shared import fastjson
 from shared.errors import InputError
 
 
@@ -20,7 +19,7 @@ def read_text(path: str | Path) -> str:
 
 def load_json_file(path: str | Path) -> Any:
     try:
-        return fastjson.loads(read_text(path))  # C decoder; json's messages on errors (shared/fastjson.py)
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          source=str(path)) from None
