@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from shared import __version__, remediate_cli, sweep_cli
 from shared.errors import ConfigError, InputError
@@ -105,15 +106,11 @@ def _scan(args: argparse.Namespace) -> int:
 
     engine = Engine(policy_from_args(args))
     errors: list[InputError] = []
+    if args.format == "json" and not (args.indent or sys.stdout.isatty()):
+        return _scan_json_streaming(args, engine, errors)
     results = list(scan_files(args.files, engine, errors, exempt_tag=args.exempt_tag))
     if errors:
-        for err in errors[:50]:
-            print(f"nsg-guard: error: {err}", file=sys.stderr)
-        if len(errors) > 50:
-            print(f"nsg-guard: ... and {len(errors) - 50} more errors", file=sys.stderr)
-        print("nsg-guard: no findings printed because the input is invalid; fix the errors above",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _report_errors(errors)
     if args.format == "json":
         print(render_json(results, indent=args.indent or sys.stdout.isatty()))
     elif args.format == "sarif":
@@ -128,6 +125,43 @@ def _scan(args: argparse.Namespace) -> int:
     threshold = SEVERITY_ORDER[args.fail_on]
     failing = any(SEVERITY_ORDER[f.severity] >= threshold and f.status != STATUS_EXEMPT
                   for r in results for f in r.evaluation.findings)
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def _report_errors(errors: Sequence[InputError]) -> int:
+    for err in errors[:50]:
+        print(f"nsg-guard: error: {err}", file=sys.stderr)
+    if len(errors) > 50:
+        print(f"nsg-guard: ... and {len(errors) - 50} more errors", file=sys.stderr)
+    print("nsg-guard: no findings printed because the input is invalid; fix the errors above",
+          file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _scan_json_streaming(args: argparse.Namespace, engine: Any, errors: list[InputError]) -> int:
+    """Compact JSON, written as NSGs are evaluated into a spool (memory, then disk) and printed only when the
+    whole input was valid: flat memory on big inputs, same bytes and exit codes as the buffered path."""
+    import shutil
+    import tempfile
+
+    from shared.output import stream_json
+    from shared.scan import scan_files
+
+    threshold = None if args.fail_on == "never" else SEVERITY_ORDER[args.fail_on]
+    failing = False
+
+    def note(f: Any) -> None:
+        nonlocal failing
+        if threshold is not None and SEVERITY_ORDER[f.severity] >= threshold and f.status != STATUS_EXEMPT:
+            failing = True
+
+    with tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8") as spool:
+        stream_json(scan_files(args.files, engine, errors, exempt_tag=args.exempt_tag), spool, note)
+        if errors:
+            return _report_errors(errors)
+        spool.seek(0)
+        shutil.copyfileobj(spool, sys.stdout)
+        sys.stdout.flush()
     return EXIT_FINDINGS if failing else EXIT_OK
 
 

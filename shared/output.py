@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from shared import ENGINE_VERSION, fastjson
+from shared.findings import Finding
 from shared.policy import SEVERITY_ORDER, NsgEvaluation
 
 
@@ -25,12 +26,33 @@ class ScannedNsg:
 def summary(results: Sequence[ScannedNsg]) -> dict[str, Any]:
     nsgs = len(results)
     compliant = sum(1 for r in results if r.evaluation.compliant)
+    return summary_of(nsgs, compliant, sum(len(r.evaluation.findings) for r in results))
+
+
+def summary_of(nsgs: int, compliant: int, findings: int) -> dict[str, Any]:
     return {
         "nsgs": nsgs,
         "compliant": compliant,
         "compliancePercent": round(100.0 * compliant / nsgs, 1) if nsgs else 100.0,
-        "findings": sum(len(r.evaluation.findings) for r in results),
+        "findings": findings,
     }
+
+
+def stream_json(results: Iterable[ScannedNsg], out: TextIO, on_finding: Callable[[Finding], None]) -> None:
+    """Write the compact JSON contract while NSGs are evaluated, keeping none of them (issue 15: flat memory).
+
+    Byte for byte what ``render_json(list(results), indent=False)`` returns, plus the final newline.
+    """
+    out.write('{"findings":[')
+    nsgs = compliant = count = 0
+    for r in results:
+        nsgs += 1
+        compliant += r.evaluation.compliant
+        for f in r.evaluation.findings:
+            out.write(("," if count else "") + fastjson.dumps(f.to_contract()))
+            count += 1
+            on_finding(f)
+    out.write('],"summary":' + fastjson.dumps(summary_of(nsgs, compliant, count)) + "}\n")
 
 
 def render_json(results: Sequence[ScannedNsg], *, indent: bool = True) -> str:

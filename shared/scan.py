@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from shared.errors import InputError
 from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
-from shared.files import load_json_file
-from shared.model import iter_nsg_documents, parse_nsg
+from shared.jsonstream import nsg_items
+from shared.model import parse_nsg
 from shared.output import ScannedNsg
 from shared.policy import Engine
 
@@ -19,8 +19,7 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
     while the rest of the input is still checked, so one run reports every problem at once."""
     for path in paths:
         try:
-            data = load_json_file(path)
-            items = list(iter_nsg_documents(data))
+            items = nsg_items(path)  # a list is read NSG by NSG (shared/jsonstream.py)
         except InputError as exc:
             errors.append(exc.located(source=path))
             continue
