@@ -50,10 +50,16 @@ class PublicSources:
 
     Tags are a separate, symbolic dimension (:class:`TagSet`): ``| & - <=`` are exact on this
     representation; :func:`overlaps` is the conservative, symmetric "may share an address" test.
+
+    ``by_source_port`` is set only on a rule's *exposure* when it depends on the client's source port: the
+    canonical list of (source ports, what those ports expose). Empty means "the same for every source port".
+    It takes part in equality, so comparing exposures (the revert planner's exactness check) sees traffic
+    that merely moves from one source port range to another.
     """
 
     addresses: AddressSet = AddressSet()
     tags: TagSet = TagSet()
+    by_source_port: tuple[tuple[PortSet, PublicSources], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.addresses) or bool(self.tags)
@@ -147,6 +153,17 @@ _NO_TAGS = TagSet()
 _ALL_BROAD = TagSet.whole(PUBLIC_BROAD_TAGS)
 _ALL_PORTS = PortSet.ALL
 _NOTHING = PublicSources()
+
+
+def _canonical(parts: list[tuple[PortSet, PublicSources]]) -> tuple[tuple[PortSet, PublicSources], ...]:
+    """(source ports, exposure) with equal exposures merged, ordered by port; () when uniform over 0-65535."""
+    merged: dict[PublicSources, PortSet] = {}
+    for q, part in parts:
+        merged[part] = merged[part] | q if part in merged else q
+    out = tuple(sorted(((ports, part) for part, ports in merged.items()), key=lambda x: x[0].intervals[0]))
+    if len(out) == 1 and out[0][0] == PortSet.ALL:
+        return ()
+    return out
 
 
 def _split(pieces: list[tuple[PortSet, PublicSources]], ports: PortSet) -> list[tuple[PortSet, PublicSources]]:
@@ -298,7 +315,7 @@ class Evaluator:
         """What a rule with these public sources takes out of the undecided set: all of it, plus every
         broad tag when it covers the whole public space (AzureCloud addresses are public addresses)."""
         if src.addresses == self.public:  # src is already within public
-            return _make_public_sources(src.addresses, _ALL_BROAD)
+            return _make_public_sources(src.addresses, _ALL_BROAD, ())
         return src
 
     def _first_match(self, items: list[_Item], port: int) -> list[RuleExposure]:
@@ -319,6 +336,7 @@ class Evaluator:
                 mine = pieces
             if rule.access == ALLOW:
                 exposed = _NOTHING
+                parts: list[tuple[PortSet, PublicSources]] = []
                 for q, rem in mine:
                     if not dest.universal:
                         # A narrower rule is also shadowed by earlier rules whose destinations contain its own.
@@ -326,8 +344,12 @@ class Evaluator:
                             if d2.covers(dest) and q <= p2:
                                 rem = rem - self._covered(s2)
                     part = _make_public_sources(src.addresses & rem.addresses,
-                                                src.tags & rem.tags if src.tags else _NO_TAGS)
+                                                src.tags & rem.tags if src.tags else _NO_TAGS, ())
                     exposed = part if not exposed else exposed | part
+                    if part:
+                        parts.append((q, part))
+                if len(mine) > 1 or mine[0][0] != PortSet.ALL:
+                    exposed = _make_public_sources(exposed.addresses, exposed.tags, _canonical(parts))
                 exposure = self.classify(exposed)
                 shadowers: tuple[Rule, ...] = ()
                 if exposure == NONE:
