@@ -79,7 +79,7 @@ class SweepDeps:
     exempt_tag: str = DEFAULT_EXEMPT_TAG
     batch_rows: int = 5000
     clock: Callable[[], float] = time.monotonic
-    strict_fields: bool = False  # NSGs come from Azure: unknown rule fields are logged, not fatal (--local: True)
+    strict_fields: bool = False  # NSGs come from Azure (ARM, Resource Graph): unknown rule fields are logged
 
 
 @dataclass
