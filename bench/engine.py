@@ -11,8 +11,8 @@ Issue 15 modes (bench/README.md has the numbers and commands):
     python bench/engine.py --end-to-end --nsgs 10000 --rules 10 [--previous REF]
         whole-process ``nsg-guard scan FILE --format json`` (load + parse + evaluate 6 ports + JSON out, stdout
         to a file), this tree and REF (default: the engine before issues 9/15) side by side, interleaved.
-    python bench/engine.py --linearity --rules 10 [--sizes 2000,20000,100000]
-        in-process scan-like run that keeps every evaluation (like ``scan``): us/rule per size and the spread.
+    python bench/engine.py --linearity --rules 10 [--sizes 2000,20000,100000] [--keep] [--gc default]
+        in-process scan-like run (streaming, or keeping every evaluation with --keep): us/rule per size.
     python bench/engine.py --codecs --nsgs 10000 --rules 10
         json vs orjson: decoding the list file and encoding the findings, collector on and off.
 """
@@ -152,26 +152,28 @@ def linearity(args: argparse.Namespace) -> None:
     for round_ in range(args.rounds):  # sizes in turn, best of the rounds: the machine is shared
         for size in sizes:
             engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
-            for text in documents(args.warmup, args.rules, args.seed):  # fill the caches: steady state only
+            stream = documents(args.warmup + size, args.rules, args.seed)
+            for _, text in zip(range(args.warmup), stream, strict=False):  # fill the caches: steady state only
                 engine.evaluate(parse_nsg(json.loads(text)))
             kept = []
             seconds = 0.0
             cm = batch_without_cyclic_gc() if args.gc == "paused" else contextlib.nullcontext()
             with cm:
-                for text in documents(size, args.rules, args.seed):
+                for text in stream:  # the next `size` NSGs of the same stream: none seen in the warm-up
                     t0 = time.process_time()  # CPU time: the development machine is shared
                     evaluation = engine.evaluate(parse_nsg(json.loads(text)))
                     fastjson.dumps([f.to_contract() for f in evaluation.findings])
                     seconds += time.process_time() - t0
-                    kept.append(evaluation)
+                    if args.keep:
+                        kept.append(evaluation)
             us = 1e6 * seconds / (size * args.rules)
             best[size] = min(best.get(size, us), us)
             peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"linearity round={round_ + 1} gc={args.gc} nsgs={size} rules={size * args.rules} "
+            print(f"linearity round={round_ + 1} gc={args.gc} keep={args.keep} nsgs={size} rules={size * args.rules} "
                   f"cpu_seconds={seconds:.2f} us_per_rule={us:.2f} peak_rss_mb={peak_mb:.0f}")
             del kept
     line = " ".join(f"nsgs_{size}={best[size]:.2f}" for size in sizes)
-    print(f"linearity gc={args.gc} best_us_per_rule {line} spread_max_over_min="
+    print(f"linearity gc={args.gc} keep={args.keep} best_us_per_rule {line} spread_max_over_min="
           f"{max(best.values()) / min(best.values()):.3f}")
 
 
@@ -218,6 +220,9 @@ def main() -> None:
     parser.add_argument("--gc", choices=("paused", "default"), default="paused")
     parser.add_argument("--warmup", type=int, default=2000, help="NSGs evaluated before timing (linearity)")
     parser.add_argument("--rounds", type=int, default=2, help="linearity: rounds over the sizes, best kept")
+    parser.add_argument("--keep", action="store_true",
+                        help="linearity: keep every evaluation (scan --format table/sarif/--indent); the default "
+                             "streams like scan --format json piped")
     parser.add_argument("--codecs", action="store_true", help="json vs orjson, decode and encode")
     args = parser.parse_args()
     if args.end_to_end:
