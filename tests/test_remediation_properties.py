@@ -27,7 +27,15 @@ from localazure.validation import validate_rule
 from shared.exemptions import apply_exemptions
 from shared.model import parse_nsg
 from shared.policy import Engine, Policy, watched_ports
-from shared.remediation import OP_DELETE, SKIP_NO_SAFE_CHANGE, RevertScope, plan_revert
+from shared.remediation import (
+    OP_DELETE,
+    OP_PUT,
+    SKIP_NO_SAFE_CHANGE,
+    RevertScope,
+    is_jit_rule,
+    is_own_rule,
+    plan_revert,
+)
 from tests.nsgfactory import nsg, rule
 from tests.test_exposure_properties import boundary_addresses, ref_is_public
 
@@ -219,6 +227,10 @@ def _ports_of(raw: list[dict]) -> list[int]:
     return sorted(ports)
 
 
+def before_nsg_rule(nsg, name):
+    return next(r for r in nsg.rules if r.name.lower() == name.lower())
+
+
 def _reevaluate(nsg):
     return apply_exemptions(ENGINE.evaluate(nsg), now=NOW).findings
 
@@ -238,14 +250,18 @@ def test_plan_removes_exactly_the_targeted_internet_exposure(case):
             validate_rule(f"{doc['id']}/securityRules/{a.name}", a.name, a.rule["properties"])
             assert 100 <= a.rule["properties"]["priority"] <= 4096 and len(a.name) <= 80
         assert a.replaces is not None or a.op != OP_DELETE
-        assert not a.offending_rule.lower().startswith("securitycenter-jitrule")
+        offending = next((r for r in before_nsg.rules if r.name == a.offending_rule), None)
+        assert offending is None or not is_jit_rule(offending, ENGINE.evaluator)  # JIT by content
+        assert (a.op == OP_PUT and a.replaces is None) or is_own_rule(before_nsg_rule(before_nsg, a.name))
     after_doc = apply_json(doc, plan.actions)
     after_nsg = parse_nsg(after_doc)
 
     # Every target is either planned or skipped; skipped ones only when there was no room before them.
     targets = {f.finding_id for f in plan.targets}
     assert {f.finding_id for f in scope.targets(evaluation.findings)} <= targets
-    planned = {(a.offending_rule.lower(), p) for a in plan.actions for p in a.ports}
+    acted = {fid for a in plan.actions for fid in a.finding_ids}  # one deny may cover several rules
+    planned = {(a.offending_rule.lower(), p) for a in plan.actions for p in a.ports} | {
+        (f.rule.name.lower(), f.port) for f in plan.targets if f.finding_id in acted}
     covered = {fid for a in plan.actions for fid in a.finding_ids} | {fid for s in plan.skipped
                                                                       for fid in s.finding_ids}
     assert covered == targets
