@@ -873,3 +873,10 @@ class _RulePlanner:
 
 
 _NOTHING = PublicSources()
+
+
+def needs_revert(nsg: Nsg, findings: Iterable[Finding], evaluator: Evaluator, scope: RevertScope) -> bool:
+    """Cheap test for the event path: is there a target, or an NSG Guard deny whose rule changed since?"""
+    if scope.targets(findings):
+        return True
+    return any(is_own_rule(r) and _fixed(nsg, r, scope, evaluator) for r in nsg.rules)
