@@ -44,6 +44,7 @@ class NsgLease(Protocol):
     covered: datetime | None
 
     def renew(self) -> None: ...
+    def start(self, started: datetime) -> None: ...
     def complete(self, started: datetime) -> None: ...
     def release(self) -> None: ...
 
@@ -51,6 +52,10 @@ class NsgLease(Protocol):
 class NsgLocks(Protocol):
     def acquire(self, nsg_id: str) -> NsgLease | None:
         """The NSG's lease, or None while another job holds it. Raises TransientError."""
+        ...
+
+    def busy_since(self, nsg_id: str) -> datetime | None:
+        """When the job holding the lease started reading the NSG."""
         ...
 
 
@@ -144,11 +149,15 @@ def handle_revert_job(body: str | bytes, dequeue_count: int, deps: JobDeps) -> J
         return JobOutcome("out-of-scope", f"{job.nsg_id} is outside SWEEP_SUBSCRIPTIONS/SWEEP_MANAGEMENT_GROUPS")
     lease = deps.locks.acquire(job.nsg_id)
     if lease is None:
+        since = deps.locks.busy_since(job.nsg_id)
+        if since is not None and since > job.enqueued_at:
+            return JobOutcome("covered", "the job working on this NSG read it after this change")
         raise TransientError(f"another revert job holds {job.nsg_id}: retried later")
     try:
         if lease.covered is not None and job.enqueued_at < lease.covered and dequeue_count <= 1:
             return JobOutcome("covered", "a later job already read this NSG after the change")
         started = deps.clock()
+        lease.start(started)
         outcome = _run(job, dequeue_count, deps)
         lease.complete(started)
         return outcome

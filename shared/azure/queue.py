@@ -101,6 +101,15 @@ class BlobLeaseLocks:
         return None
 
 
+    def busy_since(self, nsg_id: str) -> datetime | None:
+        """When the job holding the NSG's lease started reading (None: unknown)."""
+        try:
+            started = (self._blob(nsg_id).get_blob_properties().metadata or {}).get("started")
+        except Exception:  # noqa: BLE001 - unknown means "not covered": the job is retried
+            return None
+        return datetime.fromisoformat(started) if started else None
+
+
 class BlobLease:
     def __init__(self, blob: Any, lease: Any, covered: str | None) -> None:
         self._blob, self._lease = blob, lease
@@ -109,6 +118,13 @@ class BlobLease:
     def renew(self) -> None:
         with contextlib.suppress(Exception):
             self._lease.renew()
+
+    def start(self, started: datetime) -> None:
+        meta = {"started": started.astimezone(UTC).isoformat()}
+        if self.covered is not None:
+            meta["covered"] = self.covered.astimezone(UTC).isoformat()
+        with storage_errors("record the lock's start time"):
+            self._blob.set_blob_metadata(meta, lease=self._lease)
 
     def complete(self, started: datetime) -> None:
         with storage_errors("record the lock's covered time"):
