@@ -25,8 +25,8 @@ def drain(connection_string: str, queue: str, handler: Callable[[Any], None], *,
     """Process messages until the queue is empty (``workers`` concurrent receivers, like a scaled-out app)."""
     import time
 
-    from azure.functions.queue import QueueMessage  # what the worker builds for a queue trigger
     from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+    from azure.functions.queue import QueueMessage  # what the worker builds for a queue trigger
     from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
     def client(name: str) -> Any:

@@ -132,4 +132,6 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         for s in steps:
             print(f"{s.status.upper():14} {s.op.upper():6} {s.rule_name} in {s.nsg_id.rsplit('/', 1)[-1]}: "
                   f"{s.reason}" + (f" ({s.message})" if s.message else ""))
+            for key, (now, then) in s.diff().items():
+                print(f"{'':21}{key}: {json.dumps(now)} -> {json.dumps(then)}")
     return EXIT_PROBLEM if any(s.status in (STEP_CONFLICT, STEP_FAILED) for s in steps) else EXIT_OK

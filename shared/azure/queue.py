@@ -105,7 +105,7 @@ class BlobLeaseLocks:
         """When the job holding the NSG's lease started reading (None: unknown)."""
         try:
             started = (self._blob(nsg_id).get_blob_properties().metadata or {}).get("started")
-        except Exception:  # noqa: BLE001 - unknown means "not covered": the job is retried
+        except Exception:
             return None
         return datetime.fromisoformat(started) if started else None
 

@@ -8,11 +8,10 @@ import json
 
 import pytest
 
-from shared.errors import TransientError
 from shared.restore import restore_from_file
-from tests.eventfactory import event_dict, function_event
 from tests.azurite import azurite  # noqa: F401
 from tests.azurite_queue import AzuriteStorage, azurite_queue_port, azurite_storage, unique  # noqa: F401
+from tests.eventfactory import event_dict, function_event
 from tests.integration.conftest import Guard
 from tests.nsgfactory import nsg, nsg_id, rule
 
@@ -44,7 +43,7 @@ class QueueGuard(Guard):
 
 
 @pytest.fixture
-def revert(guard: Guard, monkeypatch: pytest.MonkeyPatch, azurite_storage: AzuriteStorage):
+def revert(guard: Guard, monkeypatch: pytest.MonkeyPatch, azurite_storage: AzuriteStorage):  # noqa: F811
     """Switch the function's REVERT_MODE (and any other setting) for this test; the revert queue and the
     NSG locks live in Azurite."""
     from shared.azure.wiring import event_deps, job_deps

@@ -17,7 +17,7 @@ from tests.integration.test_revert import NSG, NSG_ID, done, live_rules, open_id
 from tests.nsgfactory import rule
 
 
-def test_slow_writes_never_run_inside_the_event_grid_delivery(revert):
+def test_slow_writes_never_run_inside_the_event_grid_delivery(revert):  # noqa: F811
     guard = revert("enforce")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     guard.azure.faults.add("arm.put", latency_ms=4000, times=None)  # a slow long-running write
@@ -29,7 +29,7 @@ def test_slow_writes_never_run_inside_the_event_grid_delivery(revert):
     assert guard.azure.count("arm.put") == 1 and open_ids(guard) == []
 
 
-def test_eighteen_concurrent_events_make_one_put(revert):
+def test_eighteen_concurrent_events_make_one_put(revert):  # noqa: F811
     guard = revert("enforce")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     events = [function_event("eventgrid-rule-write.json", NSG_ID, "AllowSSH") for _ in range(18)]
@@ -43,7 +43,7 @@ def test_eighteen_concurrent_events_make_one_put(revert):
     assert guard.azure.count("arm.put") == 1 and len(ours(guard)) == 1
 
 
-def test_user_edit_between_read_and_write_is_never_overwritten(revert):
+def test_user_edit_between_read_and_write_is_never_overwritten(revert):  # noqa: F811
     guard = revert("enforce", REVERT_STRATEGIES="insert-deny,narrow,shift")
     seed(guard, [rule("AllowWebSSH", 100, ["22", "443"], "Internet", nsg=NSG)])  # narrowing is the only way
 
@@ -63,7 +63,7 @@ def test_user_edit_between_read_and_write_is_never_overwritten(revert):
     assert "8080" in ports and "443" in ports  # the user's edit survived
 
 
-def test_rows_are_recorded_before_any_write(revert):
+def test_rows_are_recorded_before_any_write(revert):  # noqa: F811
     guard = revert("enforce", OUTBOX_CONTAINER="Not_A_Container")  # the outbox fails as well
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     guard.azure.faults.add("ingest", status=503, times=None, retry_after=0.01)  # ingestion fails
@@ -84,7 +84,7 @@ def test_rows_are_recorded_before_any_write(revert):
     assert results == ["planned", "verified"]
 
 
-def test_stale_deny_is_removed_when_the_owner_fixes_the_rule(revert):
+def test_stale_deny_is_removed_when_the_owner_fixes_the_rule(revert):  # noqa: F811
     guard = revert("enforce")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     guard.deliver(function_event("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
@@ -101,7 +101,7 @@ def test_stale_deny_is_removed_when_the_owner_fixes_the_rule(revert):
     assert gc and gc[-1]["Details"]["strategy"] == "remove-stale-deny" and gc[-1]["RuleBefore"]["name"] == deny_name
 
 
-def test_event_outside_the_configured_subscriptions_is_not_reverted(revert):
+def test_event_outside_the_configured_subscriptions_is_not_reverted(revert):  # noqa: F811
     guard = revert("enforce", SWEEP_SUBSCRIPTIONS="11111111-1111-4111-8111-111111111111")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     guard.deliver(event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
