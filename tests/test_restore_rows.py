@@ -48,3 +48,21 @@ def test_malformed_rows_exit_2_with_one_line(bad, tmp_path, capsys):
     assert main(["restore", "--from", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "remediation row r1" in err
+
+
+def test_remediate_json_by_default_only_adds_our_rules_and_deletes_our_own(tmp_path, capsys):
+    from tests.nsgfactory import nsg, rule
+
+    nsgs = [nsg([rule("AllowSSH", 100, "22", "*")], name="top"),                     # no room: skipped, not edited
+            nsg([rule("AllowWebSSH", 100, ["22", "443"], "Internet")], name="web"),  # narrowing is opt-in
+            nsg([rule("AllowSSH", 300, "22", "*"), rule("AllowRDP", 310, "3389", "*")], name="mid"),
+            nsg([rule(f"S{i}", 300 + 2 * i, "22", f"{16 * i}.0.0.0/4") for i in range(16)], name="split")]
+    path = tmp_path / "nsgs.json"
+    path.write_text(json.dumps(nsgs))
+    assert main(["remediate", str(path), "--dry-run", "--format", "json", "--max-changes", "10"]) == 0
+    plans = json.loads(capsys.readouterr().out)["plans"]
+    actions = [a for p in plans for a in p["actions"]]
+    assert actions and all((a["op"] == "put" and a["replaces"] is None and a["rule"]["name"].startswith("nsg-guard-"))
+                           or (a["op"] == "delete" and a["rule"]["name"].startswith("nsg-guard-")) for a in actions)
+    split = next(p for p in plans if p["nsgName"] == "split")
+    assert [a["strategy"] for a in split["actions"]] == ["broad-deny"]
