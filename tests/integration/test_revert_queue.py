@@ -43,24 +43,59 @@ def test_eighteen_concurrent_events_make_one_put(revert):  # noqa: F811
     assert guard.azure.count("arm.put") == 1 and len(ours(guard)) == 1
 
 
-def test_user_edit_between_read_and_write_is_never_overwritten(revert):  # noqa: F811
-    guard = revert("enforce", REVERT_STRATEGIES="insert-deny,narrow,shift")
-    seed(guard, [rule("AllowWebSSH", 100, ["22", "443"], "Internet", nsg=NSG)])  # narrowing is the only way
+def _edit(name, **props):
+    def hook(azure, req):
+        def change(body):
+            rules = body["properties"]["securityRules"]
+            if props.get("deleted"):
+                rules[:] = [r for r in rules if r["name"] != name]
+                return
+            for r in rules:
+                if r["name"] == name:
+                    for key in ("destinationPortRange", "destinationPortRanges", "sourceAddressPrefix",
+                                "sourceAddressPrefixes"):
+                        if key.rstrip("s") in {k.rstrip("s") for k in props}:
+                            r["properties"].pop(key, None)
+                    r["properties"].update(props)
+        azure.update_nsg(NSG_ID, change)
+    return hook
 
-    def user_adds_8080(azure, req):  # lands after our planning read, before our write
-        def edit(body):
-            for r in body["properties"]["securityRules"]:
-                if r["name"] == "AllowWebSSH":
-                    r["properties"].pop("destinationPortRanges", None)
-                    r["properties"]["destinationPortRanges"] = ["22", "443", "8080"]
-        azure.update_nsg(NSG_ID, edit)
 
-    guard.azure.faults.add("arm.get", before=user_adds_8080, times=1,
-                           match=lambda req: req.rule_name is None and guard.azure.count("arm.get") >= 3)
-    guard.deliver(function_event("eventgrid-rule-write.json", NSG_ID, "AllowWebSSH"))
-    ports = live_rules(guard)["AllowWebSSH"].get("destinationPortRanges") or [
-        live_rules(guard)["AllowWebSSH"].get("destinationPortRange")]
-    assert "8080" in ports and "443" in ports  # the user's edit survived
+OPT_IN = {"REVERT_STRATEGIES": "insert-deny,narrow,shift"}
+LOST_UPDATES = [  # (rules, offending rule, the user's edit, check after the job, strategies)
+    pytest.param([rule("AllowWebSSH", 100, ["22", "443"], "Internet", nsg=NSG)], "AllowWebSSH",
+                 _edit("AllowWebSSH", destinationPortRanges=["22", "443", "8080"]),
+                 lambda rules: "8080" in rules["AllowWebSSH"]["destinationPortRanges"], OPT_IN,
+                 id="user-adds-8080-narrowing-would-remove-it"),
+    pytest.param([rule("AllowSSH", 100, "22", "Internet", nsg=NSG), rule("DenyWeb", 101, "80", "*", access="Deny",
+                                                                         nsg=NSG)], "AllowSSH",
+                 _edit("AllowSSH", sourceAddressPrefix="10.0.0.0/8"),
+                 lambda rules: rules["AllowSSH"]["sourceAddressPrefix"] == "10.0.0.0/8", OPT_IN,
+                 id="user-fixes-to-10/8-narrowing-would-delete-it"),
+    pytest.param([rule("AllowAnySSH", 100, "22", "*", nsg=NSG)], "AllowAnySSH", _edit("AllowAnySSH", deleted=True),
+                 lambda rules: "AllowAnySSH" not in rules, OPT_IN, id="user-deletes-shift-would-recreate-it"),
+    pytest.param([rule("AllowAnySSH", 100, "22", "*", nsg=NSG)], "AllowAnySSH",
+                 _edit("AllowAnySSH", sourceAddressPrefix="203.0.113.7"),
+                 lambda rules: rules["AllowAnySSH"]["sourceAddressPrefix"] == "203.0.113.7", OPT_IN,
+                 id="user-narrows-to-office-shift-would-write-star-back"),
+    pytest.param([rule("AllowSSH", 300, "22", "*", nsg=NSG)], "AllowSSH",
+                 _edit("AllowSSH", sourceAddressPrefix="203.0.113.7"),
+                 lambda rules: rules["AllowSSH"]["sourceAddressPrefix"] == "203.0.113.7"
+                 and not any(n.startswith("nsg-guard-") for n in rules), {},
+                 id="user-narrows-to-office-default-deny-would-block-it"),
+]
+
+
+@pytest.mark.parametrize(("rules", "offending", "edit", "check", "env"), LOST_UPDATES)
+def test_user_edit_between_read_and_write_is_never_overwritten(revert, rules, offending, edit, check, env):  # noqa: F811
+    guard = revert("enforce", **env)
+    seed(guard, rules)
+    # The job's planning read is the NSG's 2nd GET (the event's read is the 1st): the edit lands right after it.
+    guard.azure.faults.between_read_and_write(edit, nth_read=2, nsg_id=NSG_ID)
+    guard.deliver(function_event("eventgrid-rule-write.json", NSG_ID, offending))
+    assert check(live_rules(guard))  # the user's edit survived
+    changed = [r for r in guard.rows(RecordType="remediation") if r["Details"].get("changed")]
+    assert changed and offending in changed[0]["Details"]["changed"]
 
 
 def test_rows_are_recorded_before_any_write(revert):  # noqa: F811
