@@ -16,7 +16,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import InputError, TransientError
@@ -32,6 +32,7 @@ log = logging.getLogger("nsg_guard.revertjobs")
 JOB_VERSION = 1
 MAX_DEQUEUE = 5  # host.json extensions.queues.maxDequeueCount
 MAX_JOB_BYTES = 16 * 1024
+CLOCK_SKEW = timedelta(seconds=1)  # event and job run on different instances: compare times with a margin
 
 
 class JobQueue(Protocol):
@@ -150,11 +151,11 @@ def handle_revert_job(body: str | bytes, dequeue_count: int, deps: JobDeps) -> J
     lease = deps.locks.acquire(job.nsg_id)
     if lease is None:
         since = deps.locks.busy_since(job.nsg_id)
-        if since is not None and since > job.enqueued_at:
+        if since is not None and since > job.enqueued_at + CLOCK_SKEW:
             return JobOutcome("covered", "the job working on this NSG read it after this change")
         raise TransientError(f"another revert job holds {job.nsg_id}: retried later")
     try:
-        if lease.covered is not None and job.enqueued_at < lease.covered and dequeue_count <= 1:
+        if lease.covered is not None and job.enqueued_at + CLOCK_SKEW < lease.covered and dequeue_count <= 1:
             return JobOutcome("covered", "a later job already read this NSG after the change")
         started = deps.clock()
         lease.start(started)

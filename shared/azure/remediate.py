@@ -154,14 +154,11 @@ class Reverter:
     def evaluate(self, nsg: Nsg) -> NsgEvaluation:
         return apply_exemptions(self.engine.evaluate(nsg), self.config.exempt_tag, self.clock())
 
-    def plan(self, evaluation: NsgEvaluation) -> Plan:
+    def plan(self, evaluation: NsgEvaluation, protected: tuple[str, ...] = ()) -> Plan:
         return plan_revert(evaluation.nsg, evaluation.findings, self.engine.evaluator, self.config.scope,
                            self.engine.policy.extra_service_tags, lambda nsg: self.evaluate(nsg).findings,
                            strategies=self.config.strategies, max_changes=self.config.max_changes,
-                           protected=self._protected)
-
-    _protected: tuple[str, ...] = ()
-    _before_write: Callable[[list[RemediationRecord]], None] | None = None
+                           protected=protected)
 
     def run(self, evaluation: NsgEvaluation, budget: Budget | None = None, *, protected: tuple[str, ...] = (),
             before_write: Callable[[list[RemediationRecord]], None] | None = None,
@@ -176,9 +173,8 @@ class Reverter:
         mode = self.config.mode
         if mode == MODE_OFF:
             return RevertOutcome()
-        self._protected, self._before_write = tuple(protected), before_write
         budget = budget or Budget(self.config.max_changes)
-        plan = self.plan(evaluation)
+        plan = self.plan(evaluation, tuple(protected))
         rebuilt = [RemediationRecord(evaluation.nsg, mode, RESULT_APPLIED, 0, i, action=a,
                                      details={"reason": a.reason, "reconstructed": True})
                    for i, a in enumerate(reconstruct(evaluation.nsg))] if reconstructed and mode == MODE_ENFORCE \
@@ -187,7 +183,7 @@ class Reverter:
             return RevertOutcome(rebuilt)
         if mode == MODE_DRY_RUN:
             return RevertOutcome(self._dry_run(evaluation.nsg, plan, budget))
-        outcome = self._enforce(evaluation, plan, budget)
+        outcome = self._enforce(evaluation, plan, budget, tuple(protected), before_write)
         outcome.records[:0] = rebuilt
         return outcome
 
@@ -217,7 +213,8 @@ class Reverter:
                     for i, a in enumerate(plan.actions)]
         return records
 
-    def _enforce(self, evaluation: NsgEvaluation, plan: Plan, budget: Budget) -> RevertOutcome:
+    def _enforce(self, evaluation: NsgEvaluation, plan: Plan, budget: Budget, protected: tuple[str, ...] = (),
+                 before_write: Callable[[list[RemediationRecord]], None] | None = None) -> RevertOutcome:
         assert self.writer is not None
         outcome = RevertOutcome()
         seen_skips: set[tuple[str, str]] = set()
@@ -248,10 +245,10 @@ class Reverter:
                 if attempt >= self.config.max_attempts:
                     break
                 attempt += 1
-                current, plan = fresh, self.plan(fresh)
+                current, plan = fresh, self.plan(fresh, protected)
                 continue
-            if self._before_write is not None:
-                self._before_write([RemediationRecord(nsg, MODE_ENFORCE, RESULT_PLANNED, attempt, seq, action=a,
+            if before_write is not None:
+                before_write([RemediationRecord(nsg, MODE_ENFORCE, RESULT_PLANNED, attempt, seq, action=a,
                                                       details={"reason": a.reason, "writeAhead": True})
                                     for seq, a in enumerate(plan.actions)])
             written: list[tuple[int, Action]] = []
@@ -289,7 +286,7 @@ class Reverter:
                 return outcome
             outcome.evaluation = after
             verification = self._verify(after, written, plan)
-            replan = self.plan(after)
+            replan = self.plan(after, protected)
             reopened = bool(replan.actions)
             if failure is not None and failure.kind != FAIL_CONFLICT:
                 outcome.records += [self._record(nsg, a, seq, attempt, RESULT_APPLIED, verification)

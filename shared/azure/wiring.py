@@ -90,7 +90,9 @@ def scope_check(settings: Settings, credential: Any) -> Any:
     def by_management_group(nsg_id: str) -> bool:
         query = ("Resources | where type =~ 'microsoft.network/networksecuritygroups' and id =~ '"
                  + nsg_id.replace("'", "") + "' | project id")
-        return any(page for page in graph.pages(query, Scope((), mgs)))
+        want = nsg_id.lower()
+        return any(str(row.get("id", "")).lower() == want for page in graph.pages(query, Scope((), mgs))
+                   for row in page)
     return by_management_group
 
 

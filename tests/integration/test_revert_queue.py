@@ -141,3 +141,19 @@ def test_event_outside_the_configured_subscriptions_is_not_reverted(revert):  # 
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     guard.deliver(event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
     assert guard.azure.count("arm.put") == 0 and guard.azure.count("arm.get") == 0
+
+
+def test_event_outside_the_configured_management_groups_is_not_reverted(revert):  # noqa: F811
+    from tests.nsgfactory import SUB
+
+    guard = revert("enforce", SWEEP_MANAGEMENT_GROUPS="mg-ml")
+    guard.azure.graph.management_groups = {"mg-ml": ["11111111-1111-4111-8111-111111111111"]}
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    guard.deliver(event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
+    assert guard.azure.count("arm.put") == 0
+    guard.azure.graph.management_groups = {"mg-ml": [SUB]}
+    from shared.azure.wiring import event_deps, job_deps
+    event_deps.cache_clear()
+    job_deps.cache_clear()
+    guard.deliver(event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
+    assert guard.azure.count("arm.put") == 1
