@@ -157,3 +157,23 @@ def test_event_outside_the_configured_management_groups_is_not_reverted(revert):
     job_deps.cache_clear()
     guard.deliver(event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
     assert guard.azure.count("arm.put") == 1
+
+
+def test_result_row_lost_after_the_write_is_rebuilt_from_the_nsg_on_retry(revert):  # noqa: F811
+    guard = revert("enforce", OUTBOX_CONTAINER="Not_A_Container")  # nothing can be parked either
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    seen = {"n": 0}
+
+    def after_the_write(req):  # event rows (1st upload) and planned rows (2nd) pass; the result upload fails
+        seen["n"] += 1
+        return 3 <= seen["n"] <= 6  # the 3rd upload and the SDK's 3 retries
+
+    guard.azure.faults.add("ingest", status=503, times=None, retry_after=0.01, match=after_the_write)
+    guard.deliver(event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))
+    (deny_name,) = ours(guard)
+    assert guard.azure.count("arm.put") == 1  # written once; the retry writes nothing
+    rows = guard.rows(RecordType="remediation")
+    assert [r["Result"] for r in rows if not r["Details"].get("reconstructed")] == ["planned"]
+    (rebuilt,) = [r for r in rows if r["Details"].get("reconstructed")]
+    assert (rebuilt["Result"], rebuilt["RuleAfter"]["name"], rebuilt["RuleBefore"]) == ("applied", deny_name, None)
+    assert rebuilt["FindingId"] == rows[0]["FindingId"] and rebuilt["RuleName"] == "AllowSSH"
