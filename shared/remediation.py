@@ -412,7 +412,10 @@ def _clear_between(work: Nsg, deny: Action, low: int, high: int, targets: set[tu
         carried = [p for p in deny.ports if p in x.destination_ports]
         if not carried or all((x.name.lower(), p) in targets for p in carried):
             continue
-        if overlaps(ctx.evaluator.public_sources(x), dsrc):
+        xsrc = ctx.evaluator.public_sources(x)
+        # Broad tags (AzureCloud) are public addresses we cannot list: they meet any public source.
+        if xsrc.addresses & dsrc.addresses or (xsrc.tags and (dsrc.addresses or dsrc.tags)) or \
+                (dsrc.tags and xsrc.addresses):
             return False
     return True
 
