@@ -505,9 +505,10 @@ def _broad_deny(nsg: Nsg, targets: list[Finding], ctx: _Ctx) -> Action | None:
                 after = apply_actions(nsg, [action], ctx.extra_tags)
             except PlanError:
                 continue
-            bottom = max(r.priority for r, _, _ in groups)
+            # Nothing but targets below the deny may carry that traffic: a broad deny must never decide
+            # packets that fell through every target to some other rule (source ports, destinations).
             if _exact(ctx.evaluator, nsg, after, targets) is None and \
-                    _clear_between(nsg, action, slot, bottom, targets, ctx):
+                    _clear_between(nsg, action, slot, PRIORITY_MAX, targets, ctx):
                 return action
     return None
 
