@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -159,7 +161,8 @@ def handle_revert_job(body: str | bytes, dequeue_count: int, deps: JobDeps) -> J
             return JobOutcome("covered", "a later job already read this NSG after the change")
         started = deps.clock()
         lease.start(started)
-        outcome = _run(job, dequeue_count, deps)
+        with _kept_alive(lease):  # long-running writes outlast the 60 s lease: renew it while working
+            outcome = _run(job, dequeue_count, deps)
         lease.complete(started)
         return outcome
     except TransientError as exc:
@@ -168,6 +171,23 @@ def handle_revert_job(body: str | bytes, dequeue_count: int, deps: JobDeps) -> J
         raise
     finally:
         lease.release()
+
+
+@contextmanager
+def _kept_alive(lease: NsgLease, every_s: float = 20.0) -> Iterator[None]:
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(every_s):
+            lease.renew()
+
+    thread = threading.Thread(target=renew, name="nsg-lease-renewal", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _ctx(job: RevertJob, deps: JobDeps) -> RowContext:
