@@ -117,6 +117,14 @@ def _body(value: Any, what: str, row_id: str) -> dict[str, Any] | None:
     return value
 
 
+def _details(r: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        d = _dynamic(r.get("Details"))
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def _step(row_id: str, r: Mapping[str, Any]) -> RestoreStep:
     """Undo only what NSG Guard did: delete only our own rules (prefix), put back only the rule it changed."""
     from shared.remediation import OWN_PREFIX
@@ -135,8 +143,16 @@ def _step(row_id: str, r: Mapping[str, Any]) -> RestoreStep:
     if after is not None and after["name"].lower() != before["name"].lower():
         raise InputError(f"remediation row {row_id}: RuleBefore names {before['name']!r} but RuleAfter names "
                          f"{after['name']!r}; restore only puts back the rule that was changed")
-    if after is None and str(r.get("Action")) != "delete":
-        raise InputError(f"remediation row {row_id}: RuleAfter is empty but Action is not delete")
+    if after is None:
+        if str(r.get("Action")) != "delete":
+            raise InputError(f"remediation row {row_id}: RuleAfter is empty but Action is not delete")
+        details = _details(r)
+        own = before["name"].lower().startswith(OWN_PREFIX)
+        narrowed = before["name"].lower() == str(r.get("RuleName", "")).lower() and \
+            details.get("strategy") in ("narrow-ports", "narrow-sources")
+        if not (own or narrowed):
+            raise InputError(f"remediation row {row_id}: NSG Guard never deletes {before['name']!r} that way "
+                             "(only its own rules, or the rule an opt-in narrowing emptied); not restored")
     what = "deleted" if after is None else "changed"
     return RestoreStep(nsg, "put", before["name"], {"name": before["name"], "properties": before["properties"]},
                        after, row_id, f"put back {before['name']} as it was before NSG Guard {what} it")

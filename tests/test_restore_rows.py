@@ -27,6 +27,7 @@ def row(**kw):
     (row(RuleBefore=None, RuleAfter=DENY), "not an NSG Guard rule"),            # would delete the owner's Deny
     (row(RuleBefore=OPEN, RuleAfter={**DENY, "name": "nsg-guard-deny-22-x"}), "restore only puts back"),
     (row(RuleBefore=OPEN, RuleAfter=None), "Action is not delete"),            # would create Allow 22 from *
+    (row(RuleBefore=OPEN, RuleAfter=None, Action="delete", RuleName="Other"), "never deletes"),
 ])
 def test_forged_rows_are_refused(forged, message):
     with pytest.raises(InputError, match=message):
@@ -66,3 +67,12 @@ def test_remediate_json_by_default_only_adds_our_rules_and_deletes_our_own(tmp_p
                            or (a["op"] == "delete" and a["rule"]["name"].startswith("nsg-guard-")) for a in actions)
     split = next(p for p in plans if p["nsgName"] == "split")
     assert [a["strategy"] for a in split["actions"]] == ["broad-deny"]
+
+
+def test_genuine_delete_rows_are_restorable():
+    own = {"name": "nsg-guard-deny-22-0123456789abcdef", "properties": DENY["properties"]}
+    gc = row(RuleBefore=own, RuleAfter=None, Action="delete", RuleName="AllowSSH")
+    narrowed = row(RuleBefore=OPEN, RuleAfter=None, Action="delete", RuleName="AllowSSH", RowId="r2",
+                   Details={"strategy": "narrow-ports"})
+    assert [(s.op, s.rule_name) for s in plan_restore([gc, narrowed])] == [
+        ("put", own["name"]), ("put", "AllowSSH")]
