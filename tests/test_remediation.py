@@ -241,3 +241,22 @@ def test_planner_is_bounded_on_a_thousand_rule_nsg():
     assert time.perf_counter() - start < 8  # bench/planner.py: ~0.4 s alone; was ~13 min
     (a,) = plan.actions
     assert a.strategy == "broad-deny" and after(n, plan).compliant
+
+
+def test_user_rules_named_like_ours_are_never_deleted_or_changed():
+    # An Allow the user named nsg-guard-*, and a user Deny in our namespace without our description marker.
+    rules = [rule("nsg-guard-allow-ssh", 100, "22", "Internet"), rule("nsg-guard-deny-mine", 200, "80", "*",
+                                                                      access="Deny")]
+    _, plan = plan_for(rules)  # the default strategy; opt-in narrowing may change any offending rule
+    assert all(a.name not in ("nsg-guard-allow-ssh", "nsg-guard-deny-mine") for a in plan.actions)
+    assert plan.skipped and plan.skipped[0].rule_name == "nsg-guard-allow-ssh"
+
+
+def test_own_deny_is_removed_once_its_rule_is_fixed_and_kept_while_needed():
+    n, plan = plan_for([rule("AllowSSH", 300, "22", "*")])
+    deny = {**plan.actions[0].rule, "id": f"{n.id}/securityRules/{plan.actions[0].name}"}
+    _, again = plan_for([rule("AllowSSH", 300, "22", "*"), deny])
+    assert again.actions == ()  # still needed: kept
+    _, fixed = plan_for([rule("AllowSSH", 300, "22", "203.0.113.7"), deny])  # owner narrowed to the office IP
+    (a,) = fixed.actions
+    assert (a.op, a.name, a.strategy) == (OP_DELETE, deny["name"], "remove-stale-deny")
