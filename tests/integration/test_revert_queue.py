@@ -177,3 +177,15 @@ def test_result_row_lost_after_the_write_is_rebuilt_from_the_nsg_on_retry(revert
     (rebuilt,) = [r for r in rows if r["Details"].get("reconstructed")]
     assert (rebuilt["Result"], rebuilt["RuleAfter"]["name"], rebuilt["RuleBefore"]) == ("applied", deny_name, None)
     assert rebuilt["FindingId"] == rows[0]["FindingId"] and rebuilt["RuleName"] == "AllowSSH"
+
+
+def test_job_failing_every_time_is_recorded_then_poisoned(revert):  # noqa: F811
+    guard = revert("enforce")
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    guard.azure.faults.add("arm.put", status=503, times=None, retry_after=0.01)
+    guard.deliver(event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))  # runs the queue like the host
+    poisoned = guard.storage.queue("nsg-guard-revert-poison")
+    assert poisoned.get_queue_properties().approximate_message_count == 1
+    rows = guard.rows(RecordType="remediation")
+    assert [r["Details"]["attempt"] for r in rows if r["Details"].get("poisoned")] == [5]
+    assert ours(guard) == {} and open_ids(guard)  # nothing written, the finding stays open and alertable
