@@ -35,3 +35,14 @@ def outbox_retry(timer: func.TimerRequest) -> None:
     from shared.azure.wiring import retry_outbox_from_env
 
     retry_outbox_from_env()
+
+
+@app.function_name("revert_job")
+@app.queue_trigger(arg_name="msg", queue_name="nsg-guard-revert", connection="REVERT_QUEUE")
+def revert_job(msg: func.QueueMessage) -> None:
+    """One revert job per NSG (enqueued by on_nsg_change): lease, re-read, plan, record, write, verify.
+    Raises to be retried; the host moves a message to nsg-guard-revert-poison after maxDequeueCount."""
+    from shared.azure.wiring import job_deps
+    from shared.revertjobs import handle_revert_job
+
+    handle_revert_job(msg.get_body(), msg.dequeue_count or 1, job_deps())

@@ -100,8 +100,8 @@ param systemTopicName string = ''
 @description('Create the Event Grid system topic (false = reuse systemTopicName).')
 param createSystemTopic bool = true
 
-@description('Grant the app identity Storage Queue Data Contributor (only needed if the app or host is configured to use queues).')
-param enableQueueAccess bool = false
+@description('Grant the app identity Storage Queue Data Contributor: the revert queue (nsg-guard-revert) needs it (docs/revert.md).')
+param enableQueueAccess bool = true
 
 // ---------------------------------------------------------------------------------------------------
 // Names
@@ -204,6 +204,11 @@ module functionApp 'modules/functionapp.bicep' = {
       OUTBOX_BLOB_ENDPOINT: storage.outputs.blobEndpoint
       OUTBOX_CONTAINER: outboxContainerName
       DEADLETTER_CONTAINER: deadLetterContainerName
+      // Revert queue: identity-based connection of the revert_job trigger, also read by the app.
+      REVERT_QUEUE__queueServiceUri: storage.outputs.queueEndpoint
+      REVERT_QUEUE__credential: 'managedidentity'
+      REVERT_QUEUE__clientId: identity.outputs.appClientId
+      REVERT_STRATEGIES: 'insert-deny'
     }
   }
 }

@@ -67,6 +67,7 @@ class Fault:
     before: Callable[[Any, RequestInfo], None] | None = None
     match: Callable[[RequestInfo], bool] | str | None = None
     hits: int = field(default=0)
+    after: Callable[[Any, RequestInfo], None] | None = None  # runs once the response is computed (not sent)
 
     def matches(self, req: RequestInfo) -> bool:
         if self.times is not None and self.times <= 0:
@@ -149,6 +150,22 @@ class FaultInjector:
     ) -> Fault:
         """Run ``hook(azure, request_info)`` when the next write arrives, before it is applied."""
         return self.add(kind, before=hook, times=times)
+
+    def between_read_and_write(self, hook: Callable[[Any, RequestInfo], None], nth_read: int = 1,
+                               nsg_id: str | None = None) -> Fault:
+        """Run ``hook(azure, request_info)`` right after the ``nth_read``-th GET of an NSG has been answered
+        (the reader holds the old state; the next write lands on the new one): a concurrent edit."""
+        seen = {"n": 0}
+
+        def nth(req: RequestInfo) -> bool:
+            if req.rule_name is not None or (nsg_id and (req.nsg_id or "").lower() != nsg_id.lower()):
+                return False
+            seen["n"] += 1
+            return seen["n"] == nth_read
+
+        f = self.add("arm.get", match=nth, times=1)
+        f.after = hook
+        return f
 
     def reset(self) -> None:
         with self._lock:

@@ -251,7 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
                             f'{azure.tenant_id}", error="invalid_token"'
                         },
                     )
-                for fault in azure.faults.take(info):
+                taken = azure.faults.take(info)
+                for fault in taken:
                     if fault.latency_ms:
                         time.sleep(fault.latency_ms / 1000.0)
                     if fault.before is not None:
@@ -280,6 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
                         f"The requested method {self.command} is not allowed on {split.path}.",
                     )
                 status, out, headers = handler(self, r, query, body)
+                for fault in taken:  # concurrent edits "between read and write" (FaultInjector.after)
+                    if getattr(fault, "after", None) is not None:
+                        fault.after(azure, info)
                 if kind in ("arm.put", "arm.delete") and status < 300 and status != 204:
                     azure._publish(self, r, principal)
                 self._send(status, out, headers)

@@ -58,6 +58,11 @@ class Settings:
     retry_total: int = 3
     retry_backoff: float = 0.8
     public: AddressSet = field(default=DEFAULT_PUBLIC, repr=False)
+    # --- revert queue and guards (docs/revert.md) ---
+    revert_queue_endpoint: str | None = None  # REVERT_QUEUE__queueServiceUri (also the trigger's connection)
+    revert_strategies: tuple[str, ...] = ("insert-deny",)
+    revert_lock_container: str = "nsg-guard-locks"
+    jit_principals: frozenset[str] = frozenset()  # object/app ids of the JIT service (JIT_PRINCIPAL_IDS)
 
     @property
     def policy(self) -> Policy:
@@ -194,6 +199,23 @@ class Settings:
         elif settings.local_token or settings.storage_connection_string:
             problems.append("NSG_GUARD_LOCAL_TOKEN / NSG_GUARD_STORAGE_CONNECTION_STRING are only for "
                             "NSG_GUARD_AUTH=local; Azure deployments use managed identity")
+        settings = _revert_settings(settings, get, csv, url, problems)
         if problems:
             raise ConfigError("invalid settings: " + "; ".join(problems))
         return settings
+
+
+def _revert_settings(settings: Settings, get, csv, url, problems: list[str]) -> Settings:  # type: ignore[no-untyped-def]
+    """Revert queue, strategies and JIT identities (kept apart so the main parser stays as it was)."""
+    from dataclasses import replace
+
+    strategies = tuple(s.lower() for s in csv("REVERT_STRATEGIES")) or ("insert-deny",)
+    for s in strategies:
+        if s not in ("insert-deny", "narrow", "shift"):
+            problems.append(f"REVERT_STRATEGIES: {s!r} is not one of insert-deny, narrow, shift")
+    endpoint = url("REVERT_QUEUE__queueServiceUri")
+    if settings.local and endpoint and urlparse(endpoint).hostname not in ("127.0.0.1", "localhost", "::1"):
+        problems.append(f"NSG_GUARD_AUTH=local only talks to loopback stand-ins; REVERT_QUEUE is {endpoint}")
+    return replace(settings, revert_queue_endpoint=endpoint, revert_strategies=strategies,
+                   revert_lock_container=get("REVERT_LOCK_CONTAINER") or "nsg-guard-locks",
+                   jit_principals=frozenset(x.lower() for x in csv("JIT_PRINCIPAL_IDS")))

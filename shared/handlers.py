@@ -21,6 +21,7 @@ from shared.rows import RowContext, evaluation_row, finding_row, remediation_row
 
 if TYPE_CHECKING:  # the reverter lives with the Azure adapters; handlers only call it
     from shared.azure.remediate import RemediationRecord, Reverter
+    from shared.revertjobs import JobQueue, RevertJob
 
 log = logging.getLogger("nsg_guard.handlers")
 
@@ -36,6 +37,9 @@ class EventDeps:
     exempt_tag: str = DEFAULT_EXEMPT_TAG
     reverter: Reverter | None = None  # None = REVERT_MODE off
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    jobs: JobQueue | None = None  # the revert queue: set, the revert happens in revert_job (docs/revert.md)
+    in_scope: Callable[[str], bool] | None = None  # SWEEP_SUBSCRIPTIONS / SWEEP_MANAGEMENT_GROUPS
+    jit_principals: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class EventOutcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
     remediation: list[RemediationRecord] = field(default_factory=list)
     retry_reason: str | None = None  # a revert write failed transiently: redeliver after recording
+    job: RevertJob | None = None  # enqueued after the rows are recorded
 
 
 def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
@@ -63,11 +68,17 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
         log.info("ignored event %s: %s", change.event_id, change.reason)
         return EventOutcome("ignored", change.event_id, change.reason)
 
+    if deps.in_scope is not None and not deps.in_scope(change.nsg_id):
+        log.warning("ignored event %s: %s is outside the configured scope", change.event_id, change.nsg_id)
+        return EventOutcome("ignored", change.event_id, f"{change.nsg_id} is outside the configured scope "
+                            "(SWEEP_SUBSCRIPTIONS / SWEEP_MANAGEMENT_GROUPS)")
     ctx = RowContext(trigger="event", run_id=change.event_id, event_id=change.event_id,
                      correlation_id=change.correlation_id, actor=change.actor, owner_tag=deps.owner_tag)
     outcome = _evaluate(change, deps, ctx)
     validate_rows(outcome.rows)
     deps.sink.send(outcome.rows)  # raises TransientError: Event Grid redelivers, rows repeat their RowIds
+    if outcome.job is not None and deps.jobs is not None:
+        deps.jobs.enqueue(outcome.job.to_json())  # after the rows: the Open row naming the actor is never lost
     log.info("event %s (%s on %s): %s, %d rows", change.event_id, change.kind, change.nsg_id, outcome.status,
              len(outcome.rows))
     if outcome.retry_reason:
@@ -98,7 +109,25 @@ def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext) -> EventOutco
     if deps.reverter is None:
         rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
         return EventOutcome("evaluated", change.event_id, "", rows)
-    revert = deps.reverter.run(evaluation)
+    if deps.jobs is not None:
+        from shared.remediation import needs_revert
+        from shared.revertjobs import job_for
+
+        rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
+        wanted = needs_revert(nsg, evaluation.findings, deps.engine.evaluator, deps.reverter.config.scope)
+        job = job_for(change, deps.clock(), deps.jit_principals) if wanted else None
+        return EventOutcome("evaluated", change.event_id, "", rows, job=job)
+    from shared.revertjobs import job_for
+
+    found = list(rows)
+
+    def durable(records: list[RemediationRecord]) -> None:  # write-ahead: findings and planned rows first
+        planned = found + [remediation_row(ctx, r) for r in records]
+        validate_rows(planned)
+        deps.sink.send(planned)
+
+    revert = deps.reverter.run(evaluation, protected=job_for(change, deps.clock(), deps.jit_principals).protected,
+                               before_write=durable)
     rows.extend(remediation_row(ctx, r) for r in revert.records)
     final, eval_ctx = evaluation, ctx
     if revert.wrote:

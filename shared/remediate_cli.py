@@ -27,6 +27,11 @@ def register(sub: Any) -> None:
     rem.add_argument("--revert-kinds", default="ssh", metavar="KINDS",
                      help="port kinds to revert: ssh, ssh-custom, management (default: %(default)s)")
     rem.add_argument("--exempt-tag", default=DEFAULT_EXEMPT_TAG, help="exemption tag name (default: %(default)s)")
+    rem.add_argument("--strategies", default="insert-deny", metavar="LIST",
+                     help="REVERT_STRATEGIES: insert-deny (default, additive only); add narrow,shift to allow "
+                          "changing the user's rule")
+    rem.add_argument("--max-changes", type=int, default=None, metavar="N",
+                     help="REVERT_MAX_CHANGES: over it, one broad deny when exact (default: no limit offline)")
     rem.add_argument("--now", default=None, metavar="TIME",
                      help="evaluate exemption expiry at this ISO 8601 time instead of now")
     _add_policy_options(rem)
@@ -48,7 +53,7 @@ def register(sub: Any) -> None:
 
 
 def plan_files(paths: list[str], engine: Any, scope: Any, exempt_tag: str, now: datetime,
-               errors: list[Any]) -> list[Any]:
+               errors: list[Any], **plan_options: Any) -> list[Any]:
     """Plans for every NSG in the files (the enforce path's planner, exemptions applied)."""
     from shared.errors import InputError
     from shared.exemptions import apply_exemptions
@@ -72,7 +77,8 @@ def plan_files(paths: list[str], engine: Any, scope: Any, exempt_tag: str, now: 
             evaluation = apply_exemptions(engine.evaluate(nsg), exempt_tag, now)
             plan = plan_revert(nsg, evaluation.findings, engine.evaluator, scope,
                                engine.policy.extra_service_tags,
-                               lambda n: apply_exemptions(engine.evaluate(n), exempt_tag, now).findings)
+                               lambda n: apply_exemptions(engine.evaluate(n), exempt_tag, now).findings,
+                               **plan_options)
             if plan.actions or plan.skipped:
                 plans.append(plan)
     return plans
@@ -96,9 +102,12 @@ def _cmd_remediate(args: argparse.Namespace) -> int:
             raise ConfigError(f"--now {args.now!r} is not an ISO 8601 time") from None
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
+    strategies = tuple(x.strip().lower() for x in args.strategies.split(",") if x.strip())
+    if not strategies or any(x not in ("insert-deny", "narrow", "shift") for x in strategies):
+        raise ConfigError(f"--strategies {args.strategies!r}: expected a comma list of insert-deny, narrow, shift")
     errors: list[Any] = []
     plans = plan_files(args.files, Engine(policy_from_args(args)), RevertScope(port_kinds=kinds),
-                       args.exempt_tag, now, errors)
+                       args.exempt_tag, now, errors, strategies=strategies, max_changes=args.max_changes)
     if errors:
         for err in errors[:50]:
             print(f"nsg-guard: error: {err}", file=sys.stderr)
@@ -132,4 +141,6 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         for s in steps:
             print(f"{s.status.upper():14} {s.op.upper():6} {s.rule_name} in {s.nsg_id.rsplit('/', 1)[-1]}: "
                   f"{s.reason}" + (f" ({s.message})" if s.message else ""))
+            for key, (now, then) in s.diff().items():
+                print(f"{'':21}{key}: {json.dumps(now)} -> {json.dumps(then)}")
     return EXIT_PROBLEM if any(s.status in (STEP_CONFLICT, STEP_FAILED) for s in steps) else EXIT_OK

@@ -50,7 +50,13 @@ class RestoreStep:
     def to_json(self) -> dict[str, Any]:
         return {"nsgId": self.nsg_id, "op": self.op, "rule": self.body if self.op == "put" else
                 {"name": self.rule_name}, "reason": self.reason, "status": self.status, "message": self.message,
-                "rowId": self.row_id}
+                "rowId": self.row_id, "diff": self.diff()}
+
+    def diff(self) -> dict[str, Any]:
+        """What the step changes: property -> [now (as NSG Guard left it), after restore]."""
+        now = (self.expect or {}).get("properties") or {}
+        then = (self.body or {}).get("properties") or {}
+        return {k: [now.get(k), then.get(k)] for k in sorted(set(now) | set(then)) if now.get(k) != then.get(k)}
 
 
 def _dynamic(value: Any) -> Any:
@@ -100,25 +106,75 @@ def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str]
         rows.setdefault(str(r.get("RowId") or f"#{i}"), r)  # a retried upload repeats a row: once is enough
 
     def order(r: Mapping[str, Any]) -> tuple[str, int, int]:
-        d = _dynamic(r.get("Details"))
-        return (str(r.get("TimeGenerated", "")), _order_number(d, "attempt"), _order_number(d, "sequence"))
+        try:
+            d = _dynamic(r.get("Details")) or {}
+        except ValueError:
+            d = {}
+        if not isinstance(d, dict):
+            d = {}  # Details as a plain string: ordering falls back to the time
+        def num(v: Any) -> int:
+            return v if isinstance(v, int) else 0
+        return (str(r.get("TimeGenerated", "")), num(d.get("attempt")), num(d.get("sequence")))
 
     steps = []
     for row_id, r in sorted(rows.items(), key=lambda kv: order(kv[1]), reverse=True):
-        before, after = _rule_body(r.get("RuleBefore"), row_id, "RuleBefore"), \
-            _rule_body(r.get("RuleAfter"), row_id, "RuleAfter")
-        nsg = r.get("NsgId")
-        if not isinstance(nsg, str) or not (before or after):
-            raise InputError(f"remediation row {row_id} has no NsgId or no RuleBefore/RuleAfter")
-        if before is None:
-            steps.append(RestoreStep(nsg, "delete", after["name"], None, after, row_id,
-                                     f"remove {after['name']}, created by NSG Guard"))
-        else:
-            what = "deleted" if after is None else "changed"
-            steps.append(RestoreStep(nsg, "put", before["name"], {"name": before["name"],
-                                                                   "properties": before["properties"]},
-                                     after, row_id, f"put back {before['name']} as it was before NSG Guard {what} it"))
+        steps.append(_step(row_id, r))
     return steps
+
+
+def _body(value: Any, what: str, row_id: str) -> dict[str, Any] | None:
+    """A rule body from a row field, or an InputError naming the row (cut at 64 KB, not an object...)."""
+    try:
+        value = _dynamic(value)
+    except ValueError:
+        raise InputError(f"remediation row {row_id}: {what} is not valid JSON (cut at 64 KB?)") from None
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or \
+            not isinstance(value.get("properties"), dict):
+        raise InputError(f"remediation row {row_id}: {what} is not a rule body with name and properties")
+    return value
+
+
+def _details(r: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        d = _dynamic(r.get("Details"))
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def _step(row_id: str, r: Mapping[str, Any]) -> RestoreStep:
+    """Undo only what NSG Guard did: delete only our own rules (prefix), put back only the rule it changed."""
+    from shared.remediation import OWN_PREFIX
+
+    before, after = _body(r.get("RuleBefore"), "RuleBefore", row_id), _body(r.get("RuleAfter"), "RuleAfter", row_id)
+    nsg = r.get("NsgId")
+    if not isinstance(nsg, str) or not (before or after):
+        raise InputError(f"remediation row {row_id} has no NsgId or no RuleBefore/RuleAfter")
+    if before is None:
+        assert after is not None
+        if not after["name"].lower().startswith(OWN_PREFIX):
+            raise InputError(f"remediation row {row_id}: RuleAfter {after['name']!r} is not an NSG Guard rule; "
+                             "restore only deletes rules NSG Guard created")
+        return RestoreStep(nsg, "delete", after["name"], None, after, row_id,
+                           f"remove {after['name']}, created by NSG Guard")
+    if after is not None and after["name"].lower() != before["name"].lower():
+        raise InputError(f"remediation row {row_id}: RuleBefore names {before['name']!r} but RuleAfter names "
+                         f"{after['name']!r}; restore only puts back the rule that was changed")
+    if after is None:
+        if str(r.get("Action")) != "delete":
+            raise InputError(f"remediation row {row_id}: RuleAfter is empty but Action is not delete")
+        details = _details(r)
+        own = before["name"].lower().startswith(OWN_PREFIX)
+        narrowed = before["name"].lower() == str(r.get("RuleName", "")).lower() and \
+            details.get("strategy") in ("narrow-ports", "narrow-sources")
+        if not (own or narrowed):
+            raise InputError(f"remediation row {row_id}: NSG Guard never deletes {before['name']!r} that way "
+                             "(only its own rules, or the rule an opt-in narrowing emptied); not restored")
+    what = "deleted" if after is None else "changed"
+    return RestoreStep(nsg, "put", before["name"], {"name": before["name"], "properties": before["properties"]},
+                       after, row_id, f"put back {before['name']} as it was before NSG Guard {what} it")
 
 
 def restore(steps: list[RestoreStep], store: RuleStore, *, dry_run: bool = False, force: bool = False

@@ -13,6 +13,7 @@ from shared.model import parse_nsg
 from shared.policy import Engine, Policy, watched_ports
 from shared.remediation import (
     INSERT_DENY,
+    KNOWN_STRATEGIES,
     NARROW_PORTS,
     NARROW_SOURCES,
     OP_DELETE,
@@ -30,11 +31,14 @@ from tests.nsgfactory import nsg, rule
 ENGINE = Engine()
 
 
-def plan_for(rules, engine=ENGINE, kinds=("ssh",), tags=None):
+def plan_for(rules, engine=ENGINE, kinds=("ssh",), tags=None, **kw):
     n = parse_nsg(nsg(rules, tags=tags))
     evaluation = engine.evaluate(n)
     return n, plan_revert(n, evaluation.findings, engine.evaluator, RevertScope(port_kinds=kinds),
-                          reevaluate=lambda x: engine.evaluate(x).findings)
+                          reevaluate=lambda x: engine.evaluate(x).findings, **kw)
+
+
+OPT_IN = {"strategies": KNOWN_STRATEGIES}  # narrowing and shifting change the user's rule: opt-in
 
 
 def after(n, plan, engine=ENGINE):
@@ -47,7 +51,8 @@ def test_insert_deny_just_before_the_offending_rule_with_exact_body():
     (a,) = plan.actions
     assert (a.op, a.strategy, a.replaces, a.offending_rule) == (OP_PUT, INSERT_DENY, None, "AllowSSH")
     assert a.rule == {"name": deny_rule_name(n.rules[1].id, (22,)), "properties": {
-        "description": "NSG Guard: blocks internet access to TCP 22 allowed by rule AllowSSH", "protocol": "Tcp",
+        "description": f"NSG Guard finding {plan.targets[0].finding_id}: denies internet TCP 22 allowed by AllowSSH",
+        "protocol": "Tcp",
         "sourcePortRange": "*", "destinationPortRange": "22", "sourceAddressPrefix": "Internet",
         "destinationAddressPrefix": "*", "access": "Deny", "priority": 299, "direction": "Inbound"}}
     validate_rule("x", a.name, a.rule["properties"])
@@ -117,7 +122,7 @@ def test_rule_of_the_same_name_that_is_not_ours_is_never_overwritten():
     ([rule("AllowAll", 100, "22", "*")], SHIFT, OP_PUT),
 ])
 def test_no_room_before_the_rule(rules, strategy, op):
-    n, plan = plan_for(rules)
+    n, plan = plan_for(rules, **OPT_IN)
     assert plan.actions[0].strategy == strategy and plan.actions[0].op == op
     assert after(n, plan).compliant
 
@@ -125,14 +130,14 @@ def test_no_room_before_the_rule(rules, strategy, op):
 def test_narrowing_is_rejected_when_traffic_would_fall_through_to_a_later_allow():
     # Removing 22 from AllowWebSSH would hand the internet to AllowSSH2 (shadowed until now).
     _, plan = plan_for([rule("AllowWebSSH", 100, ["22", "443"], "Internet"), rule("AllowSSH2", 101, "22", "*"),
-                        rule("Deny", 102, "80", "*", access="Deny")])
+                        rule("Deny", 102, "80", "*", access="Deny")], **OPT_IN)
     assert plan.actions == () and plan.skipped[0].code == SKIP_NO_SAFE_CHANGE
     assert "fall through to allowssh2" in plan.skipped[0].reason
 
 
 def test_star_sources_are_never_narrowed_to_private_cidrs():
     # '*' also covers service-tag and ASG sources that no CIDR list names: only shift or skip.
-    _, plan = plan_for([rule("AllowSSH", 100, "22", "*"), rule("X", 101, "80", "*")])
+    _, plan = plan_for([rule("AllowSSH", 100, "22", "*"), rule("X", 101, "80", "*")], **OPT_IN)
     assert plan.actions == () and "cannot be narrowed" in plan.skipped[0].reason
 
 
@@ -151,9 +156,26 @@ def test_only_configured_port_kinds_and_internet_exposure_are_targets():
     assert plan.actions[0].ports == (3389,)
 
 
-def test_jit_rules_are_skipped():
-    _, plan = plan_for([rule("SecurityCenter-JITRule-1-abc", 300, "22", "*")])
+def test_jit_rules_are_skipped_when_the_jit_service_wrote_them():
+    _, plan = plan_for([rule("SecurityCenter-JITRule-1-abc", 300, "22", "*")],
+                       protected=("securitycenter-jitrule-1-abc",))
     assert plan.actions == () and plan.skipped[0].code == SKIP_JIT
+
+
+def test_rule_named_like_jit_but_open_to_the_internet_is_reverted():
+    # The name alone is no JIT proof: JIT opens one requested IP, never the internet.
+    _, plan = plan_for([rule("SecurityCenter-JITRule-1-abc", 300, "22", "*")])
+    (a,) = plan.actions
+    assert a.offending_rule == "SecurityCenter-JITRule-1-abc" and a.strategy == INSERT_DENY
+
+
+def test_default_plans_only_add_our_denies_never_touch_user_rules():
+    # No room in front (100): the default strategy skips instead of narrowing, deleting or shifting.
+    for rules in ([rule("AllowWebSSH", 100, ["22", "443"], "Internet")], [rule("AllowSSH", 100, "22", "Internet")],
+                  [rule("AllowAll", 100, "22", "*")]):
+        _, plan = plan_for(rules)
+        assert plan.actions == () and plan.skipped[0].code == SKIP_NO_SAFE_CHANGE
+        assert "opt-in" in plan.skipped[0].reason
 
 
 def test_exempt_findings_are_not_targets():
@@ -196,3 +218,45 @@ def test_watched_custom_ssh_port_kind():
     engine = Engine(Policy(watched=watched_ports((2222,), ())))
     _, plan = plan_for([rule("AllowCustom", 300, "2222", "*")], engine, kinds=("ssh-custom",))
     assert plan.actions[0].name.startswith("nsg-guard-deny-2222-")
+
+
+def test_deny_names_carry_64_bits_of_hash():
+    rid = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n/securityRules/R"
+    name = deny_rule_name(rid, (22,))
+    assert len(name.rsplit("-", 1)[1]) == 16 and len(name) <= 80
+    names = {deny_rule_name(f"{rid}{i}", (22,)) for i in range(50000)}  # 32 bits collided after ~35k names
+    assert len(names) == 50000
+
+
+def test_planner_is_bounded_on_a_thousand_rule_nsg():
+    import time
+
+    from bench.planner import split_range_nsg
+
+    n = parse_nsg(split_range_nsg(1000))
+    start = time.perf_counter()
+    evaluation = ENGINE.evaluate(n)
+    plan = plan_revert(n, evaluation.findings, ENGINE.evaluator, RevertScope(),
+                       reevaluate=lambda x: ENGINE.evaluate(x).findings, max_changes=10)
+    assert time.perf_counter() - start < 8  # bench/planner.py: ~0.4 s alone; was ~13 min
+    (a,) = plan.actions
+    assert a.strategy == "broad-deny" and after(n, plan).compliant
+
+
+def test_user_rules_named_like_ours_are_never_deleted_or_changed():
+    # An Allow the user named nsg-guard-*, and a user Deny in our namespace without our description marker.
+    rules = [rule("nsg-guard-allow-ssh", 100, "22", "Internet"), rule("nsg-guard-deny-mine", 200, "80", "*",
+                                                                      access="Deny")]
+    _, plan = plan_for(rules)  # the default strategy; opt-in narrowing may change any offending rule
+    assert all(a.name not in ("nsg-guard-allow-ssh", "nsg-guard-deny-mine") for a in plan.actions)
+    assert plan.skipped and plan.skipped[0].rule_name == "nsg-guard-allow-ssh"
+
+
+def test_own_deny_is_removed_once_its_rule_is_fixed_and_kept_while_needed():
+    n, plan = plan_for([rule("AllowSSH", 300, "22", "*")])
+    deny = {**plan.actions[0].rule, "id": f"{n.id}/securityRules/{plan.actions[0].name}"}
+    _, again = plan_for([rule("AllowSSH", 300, "22", "*"), deny])
+    assert again.actions == ()  # still needed: kept
+    _, fixed = plan_for([rule("AllowSSH", 300, "22", "203.0.113.7"), deny])  # owner narrowed to the office IP
+    (a,) = fixed.actions
+    assert (a.op, a.name, a.strategy) == (OP_DELETE, deny["name"], "remove-stale-deny")

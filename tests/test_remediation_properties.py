@@ -27,7 +27,16 @@ from localazure.validation import validate_rule
 from shared.exemptions import apply_exemptions
 from shared.model import parse_nsg
 from shared.policy import Engine, Policy, watched_ports
-from shared.remediation import OP_DELETE, SKIP_NO_SAFE_CHANGE, RevertScope, plan_revert
+from shared.remediation import (
+    KNOWN_STRATEGIES,
+    OP_DELETE,
+    OP_PUT,
+    SKIP_NO_SAFE_CHANGE,
+    RevertScope,
+    is_jit_rule,
+    is_own_rule,
+    plan_revert,
+)
 from tests.nsgfactory import nsg, rule
 from tests.test_exposure_properties import boundary_addresses, ref_is_public
 
@@ -219,6 +228,10 @@ def _ports_of(raw: list[dict]) -> list[int]:
     return sorted(ports)
 
 
+def before_nsg_rule(nsg, name):
+    return next(r for r in nsg.rules if r.name.lower() == name.lower())
+
+
 def _reevaluate(nsg):
     return apply_exemptions(ENGINE.evaluate(nsg), now=NOW).findings
 
@@ -226,11 +239,27 @@ def _reevaluate(nsg):
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_case())
 def test_plan_removes_exactly_the_targeted_internet_exposure(case):
+    check_plan(case, additive=True)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_case())
+def test_opt_in_strategies_remove_exactly_the_targeted_internet_exposure(case):
+    check_plan(case, strategies=KNOWN_STRATEGIES)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_case())
+def test_broad_deny_over_the_blast_radius_removes_exactly_the_targeted_internet_exposure(case):
+    check_plan(case, max_changes=1, additive=True)
+
+
+def check_plan(case, additive: bool = False, **options):
     doc, kinds = case
     scope = RevertScope(port_kinds=kinds)
     before_nsg = parse_nsg(doc)
     evaluation = apply_exemptions(ENGINE.evaluate(before_nsg), now=NOW)
-    plan = plan_revert(before_nsg, evaluation.findings, ENGINE.evaluator, scope, reevaluate=_reevaluate)
+    plan = plan_revert(before_nsg, evaluation.findings, ENGINE.evaluator, scope, reevaluate=_reevaluate, **options)
 
     # Structure: valid ARM bodies, valid NSG afterwards (strict parser: unique names/priorities per direction).
     for a in plan.actions:
@@ -238,14 +267,19 @@ def test_plan_removes_exactly_the_targeted_internet_exposure(case):
             validate_rule(f"{doc['id']}/securityRules/{a.name}", a.name, a.rule["properties"])
             assert 100 <= a.rule["properties"]["priority"] <= 4096 and len(a.name) <= 80
         assert a.replaces is not None or a.op != OP_DELETE
-        assert not a.offending_rule.lower().startswith("securitycenter-jitrule")
+        offending = next((r for r in before_nsg.rules if r.name == a.offending_rule), None)
+        assert offending is None or not is_jit_rule(offending, ENGINE.evaluator)  # JIT by content
+        if additive:  # the default only adds our rules or removes our own
+            assert (a.op == OP_PUT and a.replaces is None) or is_own_rule(before_nsg_rule(before_nsg, a.name))
     after_doc = apply_json(doc, plan.actions)
     after_nsg = parse_nsg(after_doc)
 
     # Every target is either planned or skipped; skipped ones only when there was no room before them.
     targets = {f.finding_id for f in plan.targets}
     assert {f.finding_id for f in scope.targets(evaluation.findings)} <= targets
-    planned = {(a.offending_rule.lower(), p) for a in plan.actions for p in a.ports}
+    acted = {fid for a in plan.actions for fid in a.finding_ids}  # one deny may cover several rules
+    planned = {(a.offending_rule.lower(), p) for a in plan.actions for p in a.ports} | {
+        (f.rule.name.lower(), f.port) for f in plan.targets if f.finding_id in acted}
     covered = {fid for a in plan.actions for fid in a.finding_ids} | {fid for s in plan.skipped
                                                                       for fid in s.finding_ids}
     assert covered == targets
@@ -277,6 +311,7 @@ def test_plan_removes_exactly_the_targeted_internet_exposure(case):
 
     # Loop-free: the NSG after our writes plans nothing more (our own write's event, or a redelivery).
     again = apply_exemptions(ENGINE.evaluate(after_nsg), now=NOW)
-    assert plan_revert(after_nsg, again.findings, ENGINE.evaluator, scope, reevaluate=_reevaluate).actions == ()
+    assert plan_revert(after_nsg, again.findings, ENGINE.evaluator, scope, reevaluate=_reevaluate,
+                       **options).actions == ()
     remaining = {f.finding_id for f in scope.targets(again.findings)}
     assert remaining <= {fid for s in plan.skipped for fid in s.finding_ids}

@@ -142,6 +142,22 @@ resource eventGridDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022
   }
 }
 
+// --- Revert queue (docs/revert.md): on_nsg_change enqueues, revert_job (queue trigger, identity-based
+// connection REVERT_QUEUE) performs; the host creates nsg-guard-revert-poison itself. ---
+@description('Name of the revert job queue (the function binding uses this fixed name).')
+param revertQueueName string = 'nsg-guard-revert'
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource revertQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: revertQueueName
+}
+
+output queueEndpoint string = account.properties.primaryEndpoints.queue
 output name string = account.name
 output id string = account.id
 output blobEndpoint string = account.properties.primaryEndpoints.blob

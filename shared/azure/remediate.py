@@ -22,6 +22,7 @@ from shared.interfaces import NsgNotFound, NsgReader
 from shared.model import Nsg, same_rule, split_resource_id
 from shared.policy import Engine, NsgEvaluation
 from shared.remediation import (
+    DEFAULT_STRATEGIES,
     OP_DELETE,
     SKIP_NO_SAFE_CHANGE,
     Action,
@@ -30,6 +31,7 @@ from shared.remediation import (
     Skip,
     plan_revert,
 )
+from shared.revertaudit import drift, reconstruct
 
 MODE_OFF, MODE_DRY_RUN, MODE_ENFORCE = "off", "dry-run", "enforce"
 RESULT_PLANNED, RESULT_APPLIED, RESULT_VERIFIED, RESULT_FAILED, RESULT_SKIPPED = (
@@ -80,11 +82,13 @@ class RevertConfig:
     scope: RevertScope = RevertScope()
     exempt_tag: str = DEFAULT_EXEMPT_TAG
     max_attempts: int = 3
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
 
     @classmethod
     def from_settings(cls, settings: Any) -> RevertConfig:
         return cls(mode=settings.revert_mode, max_changes=settings.revert_max_changes,
-                   scope=RevertScope(port_kinds=tuple(settings.revert_port_kinds)), exempt_tag=settings.exempt_tag)
+                   scope=RevertScope(port_kinds=tuple(settings.revert_port_kinds)), exempt_tag=settings.exempt_tag,
+                   strategies=tuple(getattr(settings, "revert_strategies", DEFAULT_STRATEGIES)))
 
 
 class Budget:
@@ -150,22 +154,38 @@ class Reverter:
     def evaluate(self, nsg: Nsg) -> NsgEvaluation:
         return apply_exemptions(self.engine.evaluate(nsg), self.config.exempt_tag, self.clock())
 
-    def plan(self, evaluation: NsgEvaluation) -> Plan:
+    def plan(self, evaluation: NsgEvaluation, protected: tuple[str, ...] = ()) -> Plan:
         return plan_revert(evaluation.nsg, evaluation.findings, self.engine.evaluator, self.config.scope,
-                           self.engine.policy.extra_service_tags, lambda nsg: self.evaluate(nsg).findings)
+                           self.engine.policy.extra_service_tags, lambda nsg: self.evaluate(nsg).findings,
+                           strategies=self.config.strategies, max_changes=self.config.max_changes,
+                           protected=protected)
 
-    def run(self, evaluation: NsgEvaluation, budget: Budget | None = None) -> RevertOutcome:
-        """Revert what the evaluation (exemptions applied) shows, according to the mode."""
+    def run(self, evaluation: NsgEvaluation, budget: Budget | None = None, *, protected: tuple[str, ...] = (),
+            before_write: Callable[[list[RemediationRecord]], None] | None = None,
+            reconstructed: bool = False) -> RevertOutcome:
+        """Revert what the evaluation (exemptions applied) shows, according to the mode.
+
+        ``protected``: rule names never touched (the JIT service wrote them). ``before_write`` gets the
+        ``planned`` records and must make them durable (rows through the outbox) before anything is written;
+        if it raises, nothing is written. ``reconstructed`` (a retried job) first re-emits an ``applied`` record
+        for every NSG Guard rule present, rebuilt from the rule itself.
+        """
         mode = self.config.mode
         if mode == MODE_OFF:
             return RevertOutcome()
         budget = budget or Budget(self.config.max_changes)
-        plan = self.plan(evaluation)
+        plan = self.plan(evaluation, tuple(protected))
+        rebuilt = [RemediationRecord(evaluation.nsg, mode, RESULT_APPLIED, 0, i, action=a,
+                                     details={"reason": a.reason, "reconstructed": True})
+                   for i, a in enumerate(reconstruct(evaluation.nsg))] if reconstructed and mode == MODE_ENFORCE \
+            else []
         if not plan.actions and not plan.skipped:
-            return RevertOutcome()
+            return RevertOutcome(rebuilt)
         if mode == MODE_DRY_RUN:
             return RevertOutcome(self._dry_run(evaluation.nsg, plan, budget))
-        return self._enforce(evaluation, plan, budget)
+        outcome = self._enforce(evaluation, plan, budget, tuple(protected), before_write)
+        outcome.records[:0] = rebuilt
+        return outcome
 
     def _skips(self, nsg: Nsg, plan: Plan, attempt: int, seen: set[tuple[str, str]]) -> list[RemediationRecord]:
         out = []
@@ -193,7 +213,8 @@ class Reverter:
                     for i, a in enumerate(plan.actions)]
         return records
 
-    def _enforce(self, evaluation: NsgEvaluation, plan: Plan, budget: Budget) -> RevertOutcome:
+    def _enforce(self, evaluation: NsgEvaluation, plan: Plan, budget: Budget, protected: tuple[str, ...] = (),
+                 before_write: Callable[[list[RemediationRecord]], None] | None = None) -> RevertOutcome:
         assert self.writer is not None
         outcome = RevertOutcome()
         seen_skips: set[tuple[str, str]] = set()
@@ -207,9 +228,42 @@ class Reverter:
             if not budget.take(len(plan.actions)):
                 outcome.records += self._over_budget(nsg, plan, budget, attempt)
                 break
+            # Re-read right before writing: a rule changed since we planned from it means re-planning, never
+            # overwriting (the user's edit wins; the planning time is no longer a window).
+            fresh = self._reread(nsg.id)
+            if fresh is None:
+                return outcome
+            changed = drift(plan, nsg, fresh.nsg)
+            if changed:
+                outcome.records += [RemediationRecord(
+                    nsg, MODE_ENFORCE, RESULT_SKIPPED if attempt < self.config.max_attempts else RESULT_FAILED,
+                    attempt, seq, action=a, details={"reason": a.reason, "outcome": "re-planned: changed between "
+                                                     "read and write", "changed": changed})
+                    for seq, a in enumerate(plan.actions)]
+                budget.used -= len(plan.actions)
+                outcome.evaluation = fresh
+                if attempt >= self.config.max_attempts:
+                    break
+                attempt += 1
+                current, plan = fresh, self.plan(fresh, protected)
+                continue
+            if before_write is not None:
+                before_write([RemediationRecord(nsg, MODE_ENFORCE, RESULT_PLANNED, attempt, seq, action=a,
+                                                      details={"reason": a.reason, "writeAhead": True})
+                                    for seq, a in enumerate(plan.actions)])
             written: list[tuple[int, Action]] = []
             failure: WriteFailed | None = None
             for seq, action in enumerate(plan.actions):
+                if seq and action.replaces is not None:  # touches an existing rule: read it once more
+                    again = self._reread(nsg.id)
+                    late = drift(Plan(plan.nsg_id, plan.nsg_name, (action,)), nsg, again.nsg) if again else ["gone"]
+                    if late:
+                        failure = WriteFailed(f"{action.name} changed between read and write: {late}", FAIL_CONFLICT)
+                        outcome.records.append(RemediationRecord(
+                            nsg, MODE_ENFORCE, RESULT_SKIPPED, attempt, seq, action=action,
+                            details={"reason": action.reason, "outcome": "re-planned: changed between read and "
+                                     "write", "changed": late}))
+                        break
                 try:
                     apply_action(self.writer, nsg.id, action)
                 except WriteFailed as exc:
@@ -232,7 +286,7 @@ class Reverter:
                 return outcome
             outcome.evaluation = after
             verification = self._verify(after, written, plan)
-            replan = self.plan(after)
+            replan = self.plan(after, protected)
             reopened = bool(replan.actions)
             if failure is not None and failure.kind != FAIL_CONFLICT:
                 outcome.records += [self._record(nsg, a, seq, attempt, RESULT_APPLIED, verification)

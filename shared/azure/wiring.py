@@ -11,11 +11,14 @@ from shared.azure.ingestion import LogsIngestionSink
 from shared.azure.network import AzureNetwork
 from shared.azure.remediate import build_reverter
 from shared.config import Settings
+from shared.errors import ConfigError
 from shared.handlers import EventDeps
 from shared.interfaces import RowSink
 from shared.inventory import Scope
+from shared.model import split_resource_id
 from shared.outbox import Outbox, OutboxSink, RetryReport
 from shared.policy import Engine
+from shared.revertjobs import JobDeps
 from shared.sweep import SweepDeps, SweepResult, run_sweep
 
 log = logging.getLogger("nsg_guard.wiring")
@@ -45,8 +48,69 @@ def build_event_deps(settings: Settings) -> EventDeps:
     sink = outboxed(LogsIngestionSink(settings, credential), build_outbox(settings, credential))
     network = AzureNetwork(settings, credential)
     engine = Engine(settings.policy)
-    return EventDeps(reader=network, sink=sink, engine=engine, owner_tag=settings.owner_tag,
+    deps = EventDeps(reader=network, sink=sink, engine=engine, owner_tag=settings.owner_tag,
                      exempt_tag=settings.exempt_tag, reverter=build_reverter(settings, engine, network))
+    return with_revert_queue(deps, settings, credential)
+
+
+def with_revert_queue(deps: EventDeps, settings: Settings, credential: Any) -> EventDeps:
+    """The revert queue and the scope check on the event path (docs/revert.md)."""
+    from shared.azure.queue import build_queue
+
+    deps.in_scope = scope_check(settings, credential)
+    deps.jit_principals = settings.jit_principals
+    if deps.reverter is None:
+        return deps
+    deps.jobs = build_queue(settings, credential)
+    if deps.jobs is None and not settings.local:
+        raise ConfigError("REVERT_MODE is on but the revert queue is not configured: set "
+                          "REVERT_QUEUE__queueServiceUri (writes never happen inside Event Grid's 30 s delivery)")
+    if deps.jobs is None:
+        log.warning("no revert queue configured: reverting inside the event delivery (local mode only)")
+    return deps
+
+
+def scope_check(settings: Settings, credential: Any) -> Any:
+    """None when everything readable is in scope; else a function telling whether an NSG id is in scope
+    (subscriptions by id; management groups through Resource Graph, one query per NSG and worker)."""
+    subs = {s.lower() for s in settings.sweep_subscriptions}
+    mgs = tuple(settings.sweep_management_groups)
+    if not subs and not mgs:
+        return None
+    if subs:
+        def by_subscription(nsg_id: str) -> bool:
+            return split_resource_id(nsg_id).get("subscriptions", "").lower() in subs
+        return by_subscription
+
+    from shared.azure.graph import ResourceGraphSource
+
+    graph = ResourceGraphSource(settings, credential)
+
+    @cache
+    def by_management_group(nsg_id: str) -> bool:
+        query = ("Resources | where type =~ 'microsoft.network/networksecuritygroups' and id =~ '"
+                 + nsg_id.replace("'", "") + "' | project id")
+        want = nsg_id.lower()
+        return any(str(row.get("id", "")).lower() == want for page in graph.pages(query, Scope((), mgs))
+                   for row in page)
+    return by_management_group
+
+
+@cache
+def job_deps() -> JobDeps:
+    """The ``revert_job`` function's dependencies (built on the first job of the worker)."""
+    from shared.azure.queue import build_locks
+
+    settings = Settings.from_env()
+    credential = make_credential(settings)
+    sink = outboxed(LogsIngestionSink(settings, credential), build_outbox(settings, credential))
+    network = AzureNetwork(settings, credential)
+    engine = Engine(settings.policy)
+    reverter = build_reverter(settings, engine, network)
+    if reverter is None:
+        raise ConfigError("revert_job ran with REVERT_MODE=off: set REVERT_MODE or drain the queue")
+    return JobDeps(reader=network, sink=sink, reverter=reverter, locks=build_locks(settings, credential),
+                   in_scope=scope_check(settings, credential) or (lambda nsg_id: True), owner_tag=settings.owner_tag)
 
 
 @cache

@@ -22,7 +22,9 @@ def test_demo_detects_and_attributes_the_incident(tmp_path):
     finding = next(r for r in rows if r["RecordType"] == "finding")
     assert (finding["Severity"], finding["Actor"], finding["NsgName"]) == \
         ("high", "ada.okafor@contoso.example", "ci-gpu-03-nsg")
-    (revert,) = [r for r in rows if r["RecordType"] == "remediation"]
+    planned, revert = [r for r in rows if r["RecordType"] == "remediation"]  # write-ahead row, then the result
+    assert (planned["Result"], planned["Details"]["writeAhead"], planned["RuleAfter"]) == (
+        "planned", True, revert["RuleAfter"])
     assert (revert["Mode"], revert["Result"], revert["Actor"]) == ("enforce", "verified", "ada.okafor@contoso.example")
     assert revert["RuleAfter"]["properties"]["access"] == "Deny"
     assert [r["Result"] for r in rows if r["RecordType"] == "sweep"] == ["completed", "completed"]

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from shared.errors import TransientError
 from shared.restore import restore_from_file
+from tests.azurite import azurite  # noqa: F401
+from tests.azurite_queue import AzuriteStorage, azurite_queue_port, azurite_storage, unique  # noqa: F401
 from tests.eventfactory import event_dict, function_event
 from tests.integration.conftest import Guard
 from tests.nsgfactory import nsg, nsg_id, rule
@@ -22,19 +23,51 @@ AML = [rule("AzureMachineLearning", 100, "44224", "AzureMachineLearning", nsg=NS
 BASTION = rule("AllowBastionSSH", 200, "22", "10.0.250.0/26", nsg=NSG)
 
 
-@pytest.fixture
-def revert(guard: Guard, monkeypatch: pytest.MonkeyPatch):
-    """Switch the function's REVERT_MODE (and any other setting) for this test."""
-    from shared.azure.wiring import event_deps
+class QueueGuard(Guard):
+    """The function app with its revert queue on Azurite: every delivery is followed by the queue trigger,
+    as the Functions host would run it (dequeue counts, retries, poison queue)."""
 
-    def configure(mode: str = "enforce", **env: str) -> Guard:
+    storage: AzuriteStorage | None = None
+
+    def deliver(self, event):
+        result = super().deliver(event)
+        self.run_jobs()
+        return result
+
+    def run_jobs(self, workers: int = 1):
+        from localazure.functions import function
+        from localazure.queuehost import drain
+
+        assert self.storage is not None
+        return drain(self.storage.connection_string, "nsg-guard-revert", function("revert_job"), workers=workers)
+
+
+@pytest.fixture
+def revert(guard: Guard, monkeypatch: pytest.MonkeyPatch, azurite_storage: AzuriteStorage):  # noqa: F811
+    """Switch the function's REVERT_MODE (and any other setting) for this test; the revert queue and the
+    NSG locks live in Azurite."""
+    from shared.azure.wiring import event_deps, job_deps
+
+    def configure(mode: str = "enforce", **env: str) -> QueueGuard:
         monkeypatch.setenv("REVERT_MODE", mode)
+        monkeypatch.setenv("NSG_GUARD_STORAGE_CONNECTION_STRING", azurite_storage.connection_string)
+        monkeypatch.setenv("REVERT_LOCK_CONTAINER", unique("locks"))
+        monkeypatch.setenv("OUTBOX_CONTAINER", unique("outbox"))
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         event_deps.cache_clear()
-        return guard
+        job_deps.cache_clear()
+        q = QueueGuard(guard.azure)
+        q.storage = azurite_storage
+        return q
 
-    return configure
+    yield configure
+    job_deps.cache_clear()
+
+
+def done(rows: list) -> list:
+    """Remediation rows without the write-ahead ``planned`` rows of enforce mode."""
+    return [r for r in rows if not r["Details"].get("writeAhead") and not r["Details"].get("reconstructed")]
 
 
 def seed(guard: Guard, rules: list, tags: dict | None = None) -> None:
@@ -62,7 +95,7 @@ def test_off_mode_records_findings_and_writes_nothing(revert):
     guard = revert("off")
     seed(guard, [*AML, rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     deliver(guard)
-    assert guard.azure.count("arm.put") == 0 and guard.rows(RecordType="remediation") == []
+    assert guard.azure.count("arm.put") == 0 and done(guard.rows(RecordType="remediation")) == []
     assert guard.rows(RecordType="finding")[0]["Status"] == "Open"
 
 
@@ -71,7 +104,7 @@ def test_dry_run_records_the_exact_rule_and_writes_nothing(revert):
     seed(guard, [*AML, BASTION, rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     deliver(guard)
     assert guard.azure.count("arm.put") == 0 and guard.azure.count("arm.delete") == 0
-    (row,) = guard.rows(RecordType="remediation")
+    (row,) = done(guard.rows(RecordType="remediation"))
     assert (row["Mode"], row["Result"], row["Action"], row["RuleName"]) == ("dry-run", "planned", "put", "AllowSSH")
     assert row["RuleBefore"] is None
     props = row["RuleAfter"]["properties"]
@@ -87,7 +120,7 @@ def test_enforce_inserts_a_deny_verifies_and_own_write_event_is_clean(revert):
     (deny_name, deny), = ours(guard).items()
     assert deny_name.startswith("nsg-guard-deny-22-") and (deny["priority"], deny["access"]) == (299, "Deny")
     assert live_rules(guard)["AllowSSH"]["sourceAddressPrefix"] == "*"  # the offending rule is untouched
-    (row,) = guard.rows(RecordType="remediation")
+    (row,) = done(guard.rows(RecordType="remediation"))
     assert (row["Mode"], row["Result"], row["Actor"]) == ("enforce", "verified", "mallory@contoso.example")
     assert row["Details"]["verification"]["outcome"] == "clean" and row["Details"]["verification"]["rulesAsWritten"]
     assert row["EventId"] and row["RuleAfter"]["name"] == deny_name
@@ -102,7 +135,7 @@ def test_enforce_inserts_a_deny_verifies_and_own_write_event_is_clean(revert):
     (latent,) = [r for r in guard.rows(RecordType="finding") if r["EventId"] != row["EventId"]]
     assert (latent["Status"], latent["Active"]) == ("Latent", False) and deny_name in latent["Reason"]
     assert guard.rows(RecordType="evaluation")[-1]["Result"] == "compliant"
-    assert len(guard.rows(RecordType="remediation")) == 1
+    assert len(done(guard.rows(RecordType="remediation"))) == 1
 
 
 def test_redelivered_event_does_not_create_a_second_deny_rule(revert):
@@ -128,11 +161,11 @@ def test_redelivered_event_does_not_create_a_second_deny_rule(revert):
      "narrow-ports", lambda rules: "AllowSSH" not in rules),
 ])
 def test_priority_100_without_room_narrows_the_rule_itself(revert, rules, strategy, check):
-    guard = revert("enforce")
+    guard = revert("enforce", REVERT_STRATEGIES="insert-deny,narrow,shift")  # opt-in: changes the user's rule
     seed(guard, rules)
     deliver(guard)
     assert ours(guard) == {} and check(live_rules(guard))
-    (row,) = guard.rows(RecordType="remediation")
+    (row,) = done(guard.rows(RecordType="remediation"))
     assert (row["Details"]["strategy"], row["Result"]) == (strategy, "verified") and open_ids(guard) == []
 
 
@@ -142,13 +175,13 @@ def test_no_safe_change_is_recorded_and_the_finding_stays_open(revert):
     seed(guard, [rule("AllowAnySSH", 100, "22", "*", nsg=NSG), rule("DenyWeb", 101, "80", "*", access="Deny", nsg=NSG)])
     deliver(guard, "AllowAnySSH")
     assert guard.azure.count("arm.put") == 0
-    (row,) = guard.rows(RecordType="remediation")
+    (row,) = done(guard.rows(RecordType="remediation"))
     assert (row["Result"], row["Details"]["skipCode"]) == ("skipped", "no-safe-change")
     assert "no free priority" in row["Details"]["reason"] and open_ids(guard)
 
 
 def test_star_rule_at_100_is_shifted_by_one_and_denied(revert):
-    guard = revert("enforce")
+    guard = revert("enforce", REVERT_STRATEGIES="insert-deny,narrow,shift")
     seed(guard, [rule("AllowAnySSH", 100, "22", "*", nsg=NSG)])
     deliver(guard, "AllowAnySSH")
     rules = live_rules(guard)
@@ -162,7 +195,7 @@ def test_exempt_rule_is_not_changed_and_recorded_as_exempt(revert):
     tag = "rules=AllowSSH; expires=2999-12-31; ticket=CHG-1234; reason=vendor migration"
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)], {"nsg-guard-exempt": tag})
     deliver(guard)
-    assert guard.azure.count("arm.put") == 0 and guard.rows(RecordType="remediation") == []
+    assert guard.azure.count("arm.put") == 0 and done(guard.rows(RecordType="remediation")) == []
     (finding,) = guard.rows(RecordType="finding")
     assert finding["Status"] == "Exempt" and finding["Details"]["exemption"]["ticket"] == "CHG-1234"
     assert open_ids(guard) == []
@@ -176,7 +209,7 @@ def test_expired_exemption_is_reverted(revert):
     assert len(ours(guard)) == 1
     (finding,) = guard.rows(RecordType="finding")
     assert finding["Status"] == "Open" and finding["Details"]["expiredExemption"]["ticket"] == "CHG-1"
-    assert guard.rows(RecordType="remediation")[0]["Result"] == "verified"
+    assert done(guard.rows(RecordType="remediation"))[0]["Result"] == "verified"
 
 
 def test_malformed_exemption_tag_is_a_finding_and_does_not_exempt(revert):
@@ -187,17 +220,28 @@ def test_malformed_exemption_tag_is_a_finding_and_does_not_exempt(revert):
     assert findings["AllowSSH"]["Status"] == "Open"
     tag = findings["tag:nsg-guard-exempt"]
     assert tag["PortKind"] == "exemption-tag" and "malformed" in tag["Reason"] and tag["Severity"] == "low"
-    assert guard.rows(RecordType="remediation")[0]["Result"] == "planned"
+    assert done(guard.rows(RecordType="remediation"))[0]["Result"] == "planned"
 
 
 def test_jit_rules_are_never_touched(revert):
-    guard = revert("enforce")
+    # JIT by identity: the JIT service (its object id in JIT_PRINCIPAL_IDS) wrote the rule.
+    guard = revert("enforce", JIT_PRINCIPAL_IDS="00000000-0000-0000-0000-0000000000a1")
     seed(guard, [rule("SecurityCenter-JITRule-123456-ABCDEF", 100, "22", "*", nsg=NSG),
                  rule("SecurityCenter-JITRule-123456-DENY", 4096, "22", "*", access="Deny", nsg=NSG)])
-    deliver(guard, "SecurityCenter-JITRule-123456-ABCDEF")
+    event = event_dict("eventgrid-rule-write.json", NSG_ID, "SecurityCenter-JITRule-123456-ABCDEF")
+    event["data"]["claims"]["http://schemas.microsoft.com/identity/claims/objectidentifier"] = \
+        "00000000-0000-0000-0000-0000000000a1"
+    guard.deliver(event)
     assert guard.azure.count("arm.put") == 0 and guard.azure.count("arm.delete") == 0
-    (row,) = guard.rows(RecordType="remediation")
+    (row,) = done(guard.rows(RecordType="remediation"))
     assert (row["Result"], row["Action"], row["Details"]["skipCode"]) == ("skipped", "skip", "jit-rule")
+
+
+def test_rule_named_like_jit_is_reverted_when_anyone_else_opens_it_to_the_internet(revert):
+    guard = revert("enforce")
+    seed(guard, [rule("SecurityCenter-JITRule-123456-ABCDEF", 300, "22", "*", nsg=NSG)])
+    deliver(guard, "SecurityCenter-JITRule-123456-ABCDEF", upn="mallory@contoso.example")
+    assert len(ours(guard)) == 1 and open_ids(guard) == []
 
 
 def test_concurrent_edit_between_read_and_write_is_replanned(revert):
@@ -211,7 +255,7 @@ def test_concurrent_edit_between_read_and_write_is_replanned(revert):
     guard.azure.faults.changed_under_you(someone_else, kind="arm.put")
     deliver(guard)
     assert len(ours(guard)) == 2
-    rows = guard.rows(RecordType="remediation")
+    rows = done(guard.rows(RecordType="remediation"))
     assert [(r["Result"], r["Details"]["attempt"], r["RuleName"]) for r in rows] == [
         ("applied", 1, "AllowSSH"), ("verified", 2, "AllowSSH2")]
     assert rows[0]["Details"]["verification"]["outcome"] == "re-planned after a concurrent change"
@@ -219,7 +263,7 @@ def test_concurrent_edit_between_read_and_write_is_replanned(revert):
 
 
 def test_concurrent_edit_taking_our_priority_is_replanned(revert):
-    guard = revert("enforce")
+    guard = revert("enforce", REVERT_STRATEGIES="insert-deny,narrow,shift")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
 
     def take_299(azure, req):
@@ -228,10 +272,10 @@ def test_concurrent_edit_taking_our_priority_is_replanned(revert):
 
     guard.azure.faults.changed_under_you(take_299, kind="arm.put")
     deliver(guard)
-    (deny,) = ours(guard).values()  # 299 is gone now: the re-plan shifts AllowSSH to 301 and denies at 300
-    assert deny["priority"] == 300 and live_rules(guard)["AllowSSH"]["priority"] == 301
-    results = [(r["Result"], r["Details"]["attempt"]) for r in guard.rows(RecordType="remediation")]
-    assert results == [("skipped", 1), ("verified", 2), ("verified", 2)]
+    (deny,) = ours(guard).values()  # 299 is gone now: the re-plan denies at 298 (AllowOffice, 443, is unaffected)
+    assert deny["priority"] == 298 and live_rules(guard)["AllowSSH"]["priority"] == 300
+    results = [(r["Result"], r["Details"]["attempt"]) for r in done(guard.rows(RecordType="remediation"))]
+    assert results == [("skipped", 1), ("verified", 2)]
     assert open_ids(guard) == []
 
 
@@ -242,7 +286,7 @@ def test_throttled_put_is_retried_by_the_sdk(revert):
                            code="RetryableErrorDueToAnotherOperation")
     deliver(guard)
     assert guard.azure.count("arm.put", status=429) == 2 and len(ours(guard)) == 1
-    assert guard.rows(RecordType="remediation")[0]["Result"] == "verified"
+    assert done(guard.rows(RecordType="remediation"))[0]["Result"] == "verified"
 
 
 def test_permanent_put_failure_is_recorded_and_the_finding_stays_open(revert):
@@ -252,7 +296,7 @@ def test_permanent_put_failure_is_recorded_and_the_finding_stays_open(revert):
                            message="The client does not have authorization to perform action "
                                    "'Microsoft.Network/networkSecurityGroups/securityRules/write'.")
     assert deliver(guard) is None  # acknowledged: no crash, no redelivery
-    (row,) = guard.rows(RecordType="remediation")
+    (row,) = done(guard.rows(RecordType="remediation"))
     assert (row["Result"], row["Details"]["error"]["code"], row["Details"]["error"]["kind"]) == (
         "failed", "AuthorizationFailed", "permanent")
     assert row["RuleAfter"]["properties"]["access"] == "Deny"  # what we tried to write
@@ -264,30 +308,41 @@ def test_failed_long_running_operation_is_recorded(revert):
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
     guard.azure.network.fail_next_operation("NetworkSecurityGroupRuleLimitReached", "Too many rules.")
     deliver(guard)
-    (row,) = guard.rows(RecordType="remediation")
+    (row,) = done(guard.rows(RecordType="remediation"))
     assert row["Result"] == "failed" and row["Details"]["error"]["code"] == "NetworkSecurityGroupRuleLimitReached"
 
 
-def test_transient_put_failure_is_recorded_then_redelivered(revert):
+def test_transient_put_failure_is_recorded_then_retried_from_the_queue(revert):
     guard = revert("enforce")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
-    guard.azure.faults.add("arm.put", status=503, times=100, retry_after=0.01)
-    event = event_dict("eventgrid-rule-write.json", NSG_ID, "AllowSSH", event_id="evt-503")
-    with pytest.raises(TransientError, match="revert"):
-        guard.deliver(event)
-    assert guard.rows(RecordType="remediation")[0]["Result"] == "failed"  # recorded before raising
-    guard.azure.faults.reset()
-    guard.deliver(event)  # Event Grid redelivers
-    assert guard.rows(RecordType="remediation")[-1]["Result"] == "verified" and len(ours(guard)) == 1
+    guard.azure.faults.add("arm.put", status=503, times=4, retry_after=0.01)  # one job attempt's SDK retries
+    deliver(guard)  # the job fails once (dequeue count 1), the host retries it (2): verified
+    rows = guard.rows(RecordType="remediation")
+    results = [r["Result"] for r in rows]
+    assert results.index("planned") < results.index("failed") < results.index("verified")
+    assert len(ours(guard)) == 1 and open_ids(guard) == []
 
 
 def test_blast_radius_limits_changes_per_run(revert):
+    # Two rules need two denies, the limit is 1: one broad deny in front of both closes the internet exactly.
     guard = revert("enforce", REVERT_MAX_CHANGES="1", REVERT_PORT_KINDS="ssh,management")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG), rule("AllowRDP", 400, "3389", "Internet", nsg=NSG)])
     deliver(guard)
-    assert guard.azure.count("arm.put") == 0
-    rows = guard.rows(RecordType="remediation")
-    assert {(r["Result"], r["Details"]["skipCode"]) for r in rows} == {("skipped", "blast-radius")}
+    assert guard.azure.count("arm.put") == 1
+    (row,) = done(guard.rows(RecordType="remediation"))
+    assert (row["Result"], row["Details"]["strategy"]) == ("verified", "broad-deny") and open_ids(guard) == []
+    (deny,) = ours(guard).values()
+    assert deny["priority"] == 299 and deny["sourceAddressPrefix"] == "Internet"
+
+
+def test_split_internet_over_the_blast_radius_is_closed_with_one_broad_deny(revert):
+    # 16 /4 rules are internet-class together; REVERT_MAX_CHANGES=10 used to leave all 16 open.
+    guard = revert("enforce")
+    seed(guard, [rule(f"Slice{i:02d}", 300 + 2 * i, "22", f"{16 * i}.0.0.0/4", nsg=NSG) for i in range(16)])
+    deliver(guard, "Slice00")
+    assert guard.azure.count("arm.put") == 1 and open_ids(guard) == []
+    (row,) = done(guard.rows(RecordType="remediation"))
+    assert row["Details"]["strategy"] == "broad-deny" and row["Result"] == "verified"
 
 
 def test_management_ports_only_when_configured(revert):
@@ -299,7 +354,7 @@ def test_management_ports_only_when_configured(revert):
 
 
 def test_restore_undoes_the_writes_from_the_audit_file(revert, tmp_path):
-    guard = revert("enforce")
+    guard = revert("enforce", REVERT_STRATEGIES="insert-deny,narrow,shift")
     original = [rule("AllowSSH", 300, "22", "*", nsg=NSG), rule("AllowAnySSH", 100, "22", "*", nsg=NSG),
                 rule("AllowWebAndSSH", 150, ["22", "443"], "Internet", nsg=NSG),
                 rule("Blocker", 149, "80", "10.0.0.0/8", access="Deny", nsg=NSG)]
@@ -351,7 +406,7 @@ def test_restore_cli_reads_a_log_analytics_export(revert, tmp_path, monkeypatch,
     deliver(guard)
     # Log Analytics exports dynamic columns as JSON strings
     export = [{**r, "RuleBefore": json.dumps(r["RuleBefore"]), "RuleAfter": json.dumps(r["RuleAfter"]),
-               "Details": json.dumps(r["Details"])} for r in guard.rows(RecordType="remediation")]
+               "Details": json.dumps(r["Details"])} for r in done(guard.rows(RecordType="remediation"))]
     path = tmp_path / "export.json"
     path.write_text(json.dumps(export))
     assert main(["restore", "--from", str(path), "--dry-run", "--format", "json"]) == 0
