@@ -24,6 +24,7 @@ from .eventgrid import LOCAL_DEVELOPER, EventGridTopic, Principal
 from .faults import FaultInjector, RequestInfo
 from .graph import GraphStore
 from .ingestion import DEFAULT_DCR_ID, IngestionStore
+from .rbac import Rbac, split_token
 from .tls import CertFiles, make_self_signed, server_context
 from .validation import ArmError
 
@@ -251,6 +252,7 @@ class _Handler(BaseHTTPRequestHandler):
                             f'{azure.tenant_id}", error="invalid_token"'
                         },
                     )
+                azure.rbac.check(auth_header, self.command, split.path, kind, body)
                 for fault in azure.faults.take(info):
                     if fault.latency_ms:
                         time.sleep(fault.latency_ms / 1000.0)
@@ -337,6 +339,7 @@ class LocalAzure:
         self.dcr_id = dcr_id
         self.stream = self.ingestion.add_schema(dcr_id, schema_path)
         self.faults = FaultInjector()
+        self.rbac = Rbac()
         self.event_grid = EventGridTopic(tenant_id)
         self._principals: dict[str, Principal] = {}
         self.requests: list[RequestRecord] = []
@@ -508,7 +511,7 @@ class LocalAzure:
     def principal_for(self, authorization: str) -> Principal | None:
         if not authorization.startswith("Bearer "):
             return None
-        token = authorization[len("Bearer "):]
+        token = split_token(authorization[len("Bearer "):])[0]
         if token == self.token:
             return LOCAL_DEVELOPER
         return self._principals.get(token)
@@ -700,7 +703,8 @@ class LocalAzure:
                     "Please provide below info when asking for support: too many requests.",
                     retry_headers(max(1, int(headers["x-ms-user-quota-resets-after"].split(":")[-1]))),
                 )
-            return 200, self.graph.query(self._json(body)), headers
+            return 200, self.graph.query(self._json(body),
+                                         row_filter=self.rbac.row_filter(h.headers.get("Authorization", ""))), headers
         except ArmError as err:
             err.headers = {**headers, **err.headers}
             raise
