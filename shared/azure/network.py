@@ -42,6 +42,11 @@ class AzureNetwork:
         self._sleep = sleep
         self.authz_retries = 0
 
+    @property
+    def polling_interval(self) -> float:
+        """Seconds between long-running operation polls when ARM sends no Retry-After."""
+        return float(self._options.get("polling_interval", 30))
+
     def client(self, subscription_id: str) -> Any:
         client = self._clients.get(subscription_id.lower())
         if client is None:
