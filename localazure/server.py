@@ -25,6 +25,8 @@ from .faults import FaultInjector, RequestInfo
 from .graph import GraphStore
 from .ingestion import DEFAULT_DCR_ID, IngestionStore
 from .rbac import Rbac, split_token
+from .tags import handle as handle_tags
+from .tags import route as tags_route
 from .tls import CertFiles, make_self_signed, server_context
 from .validation import ArmError
 
@@ -106,6 +108,9 @@ def route(method: str, path: str) -> Route | None:
             if n == 10 and low[8] in ("securityrules", "defaultsecurityrules"):
                 p["rule"] = parts[9]
                 return Route(arm_kind, "rule" if low[8] == "securityrules" else "defaultrule", p)
+    tags_params = tags_route(parts, low)
+    if tags_params is not None:
+        return Route("tags", "tags", tags_params)
     if n == 3 and low == ["providers", "microsoft.resourcegraph", "resources"]:
         return Route("graph", "graph", {})
     if n == 4 and low[0] == "datacollectionrules" and low[2] == "streams":
@@ -572,6 +577,8 @@ class LocalAzure:
         self.faults.reset()
 
     # --- handlers ---
+    _h_tags = handle_tags  # the Tags API on an NSG (localazure/tags.py)
+
     def _lro_headers(
         self, h: _Handler, op: Operation, api_version: str, with_location: bool
     ) -> dict[str, str]:
