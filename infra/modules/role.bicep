@@ -52,4 +52,5 @@ resource assignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output roleDefinitionId string = role.id
+output roleAssignmentId string = assignment.id
 output actions array = enableEnforce ? concat(readActions, enforceActions) : readActions
