@@ -105,7 +105,7 @@ def test_setting_defaults_match_the_app_contract(param, default):
 
 
 def test_every_setting_is_documented():
-    doc = read("README.md")
+    doc = read("docs/deploy.md")
     for name in APP_SETTINGS + HOST_SETTINGS:
         assert f"`{name}`" in doc, name
 
@@ -124,8 +124,8 @@ def test_storage_is_entra_only():
     assert "allowSharedKeyAccess: false" in st
     assert "allowBlobPublicAccess: false" in st
     for path, text in all_bicep().items():
-        # the only list* call: the eventgrid_extension system key for the optional WebHook endpoint
-        assert re.findall(r"listKeys\('([^']*)'", text) in ([], ["${site.id}/host/default"]), path
+        # no list* call at all: the WebHook key is read by the postdeploy hook with retries (issue 12.11)
+        assert "listKeys(" not in text, path
         assert "AccountKey=" not in text
 
 
@@ -160,8 +160,14 @@ def test_event_subscription_targets_the_function_with_the_nsg_filter():
     assert "'Microsoft.Resources.ResourceWriteSuccess'" in eg
     assert "'Microsoft.Resources.ResourceDeleteSuccess'" in eg
     assert "retryPolicy:" in eg and "maxDeliveryAttempts" in eg
+    # issue 12.7: a second subscription for Tags API writes on NSGs
+    assert "values: [\n            'Microsoft.Resources/tags/write'\n          ]" in eg
+    assert "operatorType: 'StringContains'\n          key: 'data.resourceUri'" in eg
+    assert "'/providers/Microsoft.Network/networkSecurityGroups/'" in eg
+    assert "name: '${eventSubscriptionName}-tags'" in eg and "name: eventSubscriptionName" in eg
     assert "deadLetterWithResourceIdentity:" in eg and "deadLetterDestination:" in eg
     assert "endpointType: 'StorageBlob'" in eg
+    assert "scope: resourceGroup(appResourceGroup)" in eg  # the topic may live in another group
     topic = read("infra/modules/eventgrid-topic.bicep")
     assert "topicType: 'Microsoft.Resources.Subscriptions'" in topic
     assert "location: 'global'" in topic
@@ -234,15 +240,16 @@ def test_enforce_mode_needs_enable_enforce():
 # --------------------------------------------------------------------------------------------------
 
 
-def test_azure_yaml_wires_the_service_and_both_hooks():
+def test_azure_yaml_wires_the_service_and_the_hooks():
     y = read("azure.yaml")
     assert re.search(
         r"^services:\n  nsg-guard:\n    project: \.\n    language: python\n    host: function", y, re.M
     )
     assert "'azd-service-name': 'nsg-guard'" in read("infra/modules/functionapp.bicep")
-    assert "run: ./infra/hooks/postdeploy.sh" in y and "run: ./infra/hooks/postdeploy.ps1" in y
-    assert "shell: sh" in y and "shell: pwsh" in y
-    assert os.access(INFRA / "hooks" / "postdeploy.sh", os.X_OK)
+    for hook in ("preprovision", "postdeploy", "predown"):
+        assert f"  {hook}:\n    posix:\n      shell: sh\n      run: ./infra/hooks/{hook}.sh" in y, hook
+        assert f"    windows:\n      shell: sh\n      run: ./infra/hooks/{hook}.sh" in y, hook
+        assert os.access(INFRA / "hooks" / f"{hook}.sh", os.X_OK)
     assert re.search(r"^infra:\n  provider: bicep\n  path: infra\n  module: main", y, re.M)
 
 
@@ -251,16 +258,27 @@ def test_hooks_pass_exactly_the_stage2_parameters_from_stage1_outputs():
     params = set(re.findall(r"^param (\w+) ", eg, re.M))
     required = {p for p in params if not re.search(rf"^param {p} \w+ = ", eg, re.M)}
     main_outputs = set(re.findall(r"^output (\w+) ", read("infra/main.bicep"), re.M))
-    for hook in ("infra/hooks/postdeploy.sh", "infra/hooks/postdeploy.ps1"):
-        text = read(hook)
-        passed = set(re.findall(r'(\w+)="?\$', text[text.index("--parameters") :]))
-        assert required <= passed, (hook, required - passed)
-        assert passed <= params, (hook, passed - params)
-        for env in re.findall(r"\$(?:env:)?\{?([A-Z][A-Z0-9_]+)\b", text):
-            if env.startswith(("NSG_GUARD_", "LASTEXITCODE")) or env in {"PSScriptRoot"}:
+    text = read("infra/hooks/postdeploy.sh")
+    passed = set(re.findall(r'(\w+)="?\$', text[text.index("--parameters") :]))
+    assert required <= passed, required - passed
+    assert passed <= params, passed - params
+    assert "on_nsg_change" in text
+    for hook in ("postdeploy.sh", "predown.sh", "common.sh"):
+        text = read(f"infra/hooks/{hook}")
+        for env in re.findall(r"\$\{?([A-Z][A-Z0-9_]+)\b", text):
+            if env.startswith("NSG_GUARD_"):
                 continue
             assert env in main_outputs, (hook, env)
-        assert "on_nsg_change" in text
+
+
+def test_policy_and_event_subscription_names_are_unique_per_environment():
+    policy = read("infra/modules/policy.bicep")
+    assert "name: 'nsg-guard-deny-internet-ssh-${nameSuffix}'" in policy
+    assert "name: 'nsg-guard-internet-ssh-${nameSuffix}'" in policy
+    main = read("infra/main.bicep")
+    assert "nameSuffix: resourceToken" in main
+    assert "var eventSubscriptionName = take('nsg-guard-${environmentName}', 58)" in main
+    assert "scope: resourceGroup(topicResourceGroup)" in main
 
 
 def test_parameters_file_covers_azd_variables():
@@ -273,7 +291,7 @@ def test_parameters_file_covers_azd_variables():
 
 
 # --------------------------------------------------------------------------------------------------
-# API versions (each checked against the Bicep resource reference; see README.md, "Deploying to Azure")
+# API versions (each checked against the Bicep resource reference; see docs/deploy.md)
 # --------------------------------------------------------------------------------------------------
 
 API_VERSIONS = {
