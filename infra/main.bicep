@@ -20,7 +20,7 @@ param location string
 param resourceGroupName string = ''
 
 // ---------------------------------------------------------------------------------------------------
-// Behaviour of the app (become app settings; see README.md, "Deploying to Azure")
+// Behaviour of the app (become app settings; see docs/deploy.md)
 // ---------------------------------------------------------------------------------------------------
 @description('Grant the app rule write/delete (the custom role gains securityRules/write and /delete). Required for REVERT_MODE=enforce.')
 param enableEnforce bool = false

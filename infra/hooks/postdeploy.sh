@@ -37,12 +37,12 @@ until az functionapp function show --subscription "$sub" \
         --name "$AZURE_FUNCTION_APP_NAME" \
         --function-name "$function_name" \
         --query name --output tsv >/dev/null 2>&1; do
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    fail postdeploy "$function_name is not listed on $AZURE_FUNCTION_APP_NAME after ${wait_seconds}s of host/default/sync; check that azd deploy succeeded and that the app starts (Application Insights traces: 'Worker failed to index functions' means an import error)"
-  fi
   # Flex Consumption: ARM lists the new functions only after the triggers are synced.
   az rest --subscription "$sub" --method post --url "$site/host/default/sync?api-version=2022-03-01" \
     --output none >/dev/null 2>&1 || true
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    fail postdeploy "$function_name is not listed on $AZURE_FUNCTION_APP_NAME after ${wait_seconds}s of host/default/sync; check that azd deploy succeeded and that the app starts (Application Insights traces: 'Worker failed to index functions' means an import error)"
+  fi
   sleep "$poll"
 done
 

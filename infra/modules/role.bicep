@@ -1,6 +1,6 @@
 // Least-privilege custom role for the NSG Guard app identity, assigned at the subscription.
 // Management-group option: deploy this module with targetScope 'managementGroup' semantics by adding the
-// group to assignableScopes and assigning there (see README.md, "Deploying to Azure", "Sweeping management groups").
+// group to assignableScopes and assigning there (see docs/deploy.md, "Sweeping management groups").
 targetScope = 'subscription'
 
 param environmentName string
