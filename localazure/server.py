@@ -42,6 +42,7 @@ class RequestRecord:
     resource: str  # "nsg" | "rule" | "nsgs" | "rules" | "operation" | "graph" | "ingest" | "unknown"
     status: int | None  # None while in flight or when the connection was dropped
     authorized: bool
+    api_version: str | None = None  # the request's ?api-version= (clients must pin theirs)
 
 
 @dataclass
@@ -232,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         auth_header = self.headers.get("Authorization", "")
         principal = azure.principal_for(auth_header)
         authorized = principal is not None
-        self._rec = RequestRecord(self.command, split.path, kind, resource, None, authorized)
+        self._rec = RequestRecord(self.command, split.path, kind, resource, None, authorized, query.get("api-version"))
         azure._record(self._rec)
         info = RequestInfo(self.command, split.path, kind, query, body)
         if r and "name" in r.params:

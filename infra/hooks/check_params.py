@@ -11,8 +11,8 @@ import sys
 
 sys.path.insert(0, os.getcwd())
 
-from shared.config import Settings  # noqa: E402
-from shared.errors import ConfigError  # noqa: E402
+from shared.config import Settings
+from shared.errors import ConfigError
 
 #: azd environment variable -> app setting it becomes (infra/main.parameters.json -> infra/main.bicep)
 PARAMS = {
