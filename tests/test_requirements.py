@@ -47,3 +47,22 @@ def test_no_private_sdk_modules_or_methods(path):
                                                              "_deserialize", "_serialize"):
             owner = ast.unparse(node.value)
             assert owner == "self", f"{path.name}:{node.lineno} uses SDK internals {owner}.{node.attr}"
+
+
+def test_every_network_operation_passes_the_pinned_api_version():
+    calls = 0
+    for path in SHIPPED:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and isinstance(node.func.value, ast.Attribute) \
+                    and node.func.value.attr in ("network_security_groups", "security_rules"):
+                calls += 1
+                keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                assert keywords.get("api_version") == "NETWORK", f"{path.name}:{node.lineno}"
+    assert calls >= 4  # get, list_all, rule PUT, rule DELETE
+
+
+def test_client_constructors_pin_their_api_version():
+    text = "".join((REPO / "shared" / "azure" / f).read_text() for f in ("ingestion.py", "storage.py", "graph.py"))
+    assert "api_version=LOGS_INGESTION" in text and '"api_version": STORAGE' in text
+    assert 'params={"api-version": RESOURCE_GRAPH}' in text

@@ -7,3 +7,4 @@ wire format under us: these are the versions the code and the stand-ins were tes
 NETWORK = "2024-05-01"  # Microsoft.Network: NSGs, security rules, long-running operation polls
 RESOURCE_GRAPH = "2022-10-01"  # Microsoft.ResourceGraph/resources
 LOGS_INGESTION = "2023-01-01"  # Logs Ingestion API (data collection rule streams)
+STORAGE = "2026-10-06"  # Blob service (x-ms-version): the outbox and dead letters

@@ -168,6 +168,12 @@ def test_event_subscription_targets_the_function_with_the_nsg_filter():
     assert "deadLetterWithResourceIdentity:" in eg and "deadLetterDestination:" in eg
     assert "endpointType: 'StorageBlob'" in eg
     assert "scope: resourceGroup(appResourceGroup)" in eg  # the topic may live in another group
+    # issue 12.1: a reused topic is updated in place: its identities and tags kept, our dead-letter identity added
+    module = read("infra/modules/eventgrid-topic.bicep")
+    assert "userAssignedIdentities: union(create ? {} : existingUserAssignedIdentities, {" in module
+    assert "'${eventGridIdentityId}': {}" in module
+    assert "type: keepsSystemAssigned ? 'SystemAssigned, UserAssigned' : 'UserAssigned'" in module
+    assert "tags: create ? tags : existingTags" in module and " if (create)" not in module
     topic = read("infra/modules/eventgrid-topic.bicep")
     assert "topicType: 'Microsoft.Resources.Subscriptions'" in topic
     assert "location: 'global'" in topic
@@ -203,8 +209,12 @@ def test_custom_role_is_exactly_the_documented_actions():
     assert {"Microsoft.Network/locations/operations/read", "Microsoft.Network/locations/operationResults/read",
             "Microsoft.Network/applicationSecurityGroups/joinNetworkSecurityRule/action"} <= ENFORCE_ACTIONS
     doc = read("docs/deploy.md")
+    assert "## What the deployment creates and what it needs" in doc
     for action in READ_ACTIONS | ENFORCE_ACTIONS:
-        assert f"`{action}`" in doc, action
+        (line,) = [x for x in doc.splitlines() if x.startswith(f"| `{action}` |")]
+        granted = "read (always)" if action in READ_ACTIONS else "enforce only"
+        why = ROLE_FILE["why"][action].removeprefix("enforce only: ")
+        assert line == f"| `{action}` | {granted} | {why} |", action
 
 
 def test_data_plane_roles_are_scoped_to_resources_not_the_subscription():
