@@ -136,7 +136,8 @@ var effectiveRevertMode = (revertMode == 'enforce' && !enableEnforce) ? 'dry-run
 // deployment instead; infra/hooks/preprovision.sh checks both lists with the app's own parser first.
 var portEntries = filter(split(replace('${sshPorts},${managementPorts}', ' ', ''), ','), p => !empty(p))
 var portNumbers = [for p in portEntries: int(p)]
-var policyPorts = union(['22'], [for n in portNumbers: string(n)])
+var portStrings = [for n in portNumbers: string(n)]
+var policyPorts = union(['22'], portStrings)
 
 // The table/DCR schema: one JSON file, shared with the app code (shared/findings.py) and its tests.
 var findingsSchema = loadJsonContent('../shared/schema/findings_table.json')

@@ -41,7 +41,8 @@ def test_main_bicep_filters_empty_entries_and_normalises_numbers():
     assert ("var portEntries = filter(split(replace('${sshPorts},${managementPorts}', ' ', ''), ','), "
             "p => !empty(p))") in main
     assert "var portNumbers = [for p in portEntries: int(p)]" in main
-    assert "var policyPorts = union(['22'], [for n in portNumbers: string(n)])" in main
+    assert "var portStrings = [for n in portNumbers: string(n)]" in main
+    assert "var policyPorts = union(['22'], portStrings)" in main
     policy = (REPO / "infra" / "modules" / "policy.bicep").read_text()
     assert "var cleanPorts = filter(ports, p => !empty(trim(string(p))))" in policy
     assert re.search(r"ports: \{ value: cleanPorts \}", policy)

@@ -134,6 +134,26 @@ def test_each_action_of_the_role_is_needed(app, action):
         assert action in [a for a, _ in guard.azure.rbac.refused]
 
 
+#: infra/modules/role.bicep before issue 12 (read side + enforce side)
+ROLE_BEFORE_ISSUE_12 = (
+    "Microsoft.Network/networkSecurityGroups/read", "Microsoft.Network/networkSecurityGroups/securityRules/read",
+    "Microsoft.Network/networkSecurityGroups/defaultSecurityRules/read", "Microsoft.Network/networkInterfaces/read",
+    "Microsoft.Network/publicIPAddresses/read", "Microsoft.Network/virtualNetworks/read",
+    "Microsoft.Network/virtualNetworks/subnets/read", "Microsoft.ResourceGraph/resources/read",
+    "Microsoft.Resources/subscriptions/read", "Microsoft.Network/networkSecurityGroups/securityRules/write",
+    "Microsoft.Network/networkSecurityGroups/securityRules/delete",
+)
+
+
+@pytest.mark.parametrize("scenario", ["revert_insert_deny", "revert_narrow_asg_rule", "revert_delete"])
+def test_the_role_before_issue_12_could_not_finish_its_own_writes(app, scenario):
+    guard = app(ROLE_BEFORE_ISSUE_12)
+    assert not SCENARIOS[scenario](guard)
+    refused = {a for a, _ in guard.azure.rbac.refused}
+    assert refused & {"Microsoft.Network/locations/operations/read",
+                      "Microsoft.Network/applicationSecurityGroups/joinNetworkSecurityRule/action"}
+
+
 def test_poll_refusal_has_azures_authorization_failed_body(local_azure: LocalAzure):
     local_azure.seed_nsg(nsg([], name=NSG))
     token = "writer-token"
