@@ -11,6 +11,7 @@ NODE_STAMP := node_modules/.installed
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

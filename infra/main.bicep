@@ -20,7 +20,7 @@ param location string
 param resourceGroupName string = ''
 
 // ---------------------------------------------------------------------------------------------------
-// Behaviour of the app (become app settings; see README.md, "Deploying to Azure")
+// Behaviour of the app (become app settings; see docs/deploy.md)
 // ---------------------------------------------------------------------------------------------------
 @description('Grant the app rule write/delete (the custom role gains securityRules/write and /delete). Required for REVERT_MODE=enforce.')
 param enableEnforce bool = false
@@ -94,13 +94,25 @@ param policyEffect string = 'Audit'
 @description('Deploy the KPI workbook.')
 param deployWorkbook bool = true
 
-@description('Name of the Event Grid system topic for this subscription. Azure allows one system topic per source: if the subscription already has one, pass its name and set createSystemTopic=false (it must then live in the same resource group).')
+@description('Name of the Event Grid system topic for this subscription. Azure allows one system topic per source: infra/hooks/preprovision.sh finds an existing one (in any resource group) and sets this, systemTopicResourceGroup and createSystemTopic=false.')
 param systemTopicName string = ''
 
-@description('Create the Event Grid system topic (false = reuse systemTopicName).')
+@description('Create the Event Grid system topic (false = reuse systemTopicName in systemTopicResourceGroup).')
 param createSystemTopic bool = true
 
-@description('Grant the app identity Storage Queue Data Contributor: the revert queue (nsg-guard-revert) needs it (docs/revert.md).')
+@description('Resource group of a reused system topic; empty = this deployment\'s resource group.')
+param systemTopicResourceGroup string = ''
+
+@description('Reused topic only (set by the preprovision hook): its identity type, kept when our identity is added.')
+param systemTopicIdentityType string = 'None'
+
+@description('Reused topic only (set by the preprovision hook): base64 of the JSON object of its user-assigned identities, kept.')
+param systemTopicIdentitiesB64 string = ''
+
+@description('Reused topic only (set by the preprovision hook): base64 of the JSON object of its tags, kept.')
+param systemTopicTagsB64 string = ''
+
+@description('Grant the app identity Storage Queue Data Contributor : the revert queue (nsg-guard-revert) needs it (docs/revert.md).')
 param enableQueueAccess bool = true
 
 // ---------------------------------------------------------------------------------------------------
@@ -115,8 +127,17 @@ var deploymentContainerName = 'app-package-${take(resourceToken, 7)}'
 var outboxContainerName = 'nsg-guard-outbox'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var topicName = !empty(systemTopicName) ? systemTopicName : 'evgt-nsgguard-${resourceToken}'
+var topicResourceGroup = !empty(systemTopicResourceGroup) ? systemTopicResourceGroup : rgName
+// Environments may share a reused topic: the event subscription is named per environment.
+var eventSubscriptionName = take('nsg-guard-${environmentName}', 58)
 var effectiveRevertMode = (revertMode == 'enforce' && !enableEnforce) ? 'dry-run' : revertMode
-var policyPorts = union(['22'], empty(sshPorts) ? [] : split(replace(sshPorts, ' ', ''), ','), empty(managementPorts) ? [] : split(replace(managementPorts, ' ', ''), ','))
+// Watched ports for the policy: 22 + sshPorts + managementPorts, without empty entries ("2222," or ",,"): Azure
+// Policy treats a failed int('') as an implicit deny of unrelated writes. int() makes a non-number fail this
+// deployment instead; infra/hooks/preprovision.sh checks both lists with the app's own parser first.
+var portEntries = filter(split(replace('${sshPorts},${managementPorts}', ' ', ''), ','), p => !empty(p))
+var portNumbers = [for p in portEntries: int(p)]
+var portStrings = [for n in portNumbers: string(n)]
+var policyPorts = union(['22'], portStrings)
 
 // The table/DCR schema: one JSON file, shared with the app code (shared/findings.py) and its tests.
 var findingsSchema = loadJsonContent('../shared/schema/findings_table.json')
@@ -214,12 +235,18 @@ module functionApp 'modules/functionapp.bicep' = {
 }
 
 module systemTopic 'modules/eventgrid-topic.bicep' = {
-  name: 'eventgrid-topic'
-  scope: rg
+  name: 'eventgrid-topic-${resourceToken}'
+  scope: resourceGroup(topicResourceGroup)
+  dependsOn: [
+    rg
+  ]
   params: {
     tags: tags
     name: topicName
     create: createSystemTopic
+    existingIdentityType: systemTopicIdentityType
+    existingUserAssignedIdentities: empty(systemTopicIdentitiesB64) ? {} : json(base64ToString(systemTopicIdentitiesB64))
+    existingTags: empty(systemTopicTagsB64) ? {} : json(base64ToString(systemTopicTagsB64))
     eventGridIdentityId: identity.outputs.eventGridIdentityId
   }
 }
@@ -262,6 +289,7 @@ module policy 'modules/policy.bicep' = if (deployPolicy) {
   params: {
     effect: policyEffect
     ports: policyPorts
+    nameSuffix: resourceToken
   }
 }
 
@@ -277,6 +305,13 @@ output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output OUTBOX_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output DEADLETTER_CONTAINER string = deadLetterContainerName
 output EVENTGRID_SYSTEM_TOPIC_NAME string = topicName
+output EVENTGRID_SYSTEM_TOPIC_RESOURCE_GROUP string = topicResourceGroup
+output EVENTGRID_SUBSCRIPTION_NAME string = eventSubscriptionName
+output AZURE_SUBSCRIPTION_ID string = subscription().subscriptionId
+output ROLE_DEFINITION_ID string = appRole.outputs.roleDefinitionId
+output ROLE_ASSIGNMENT_ID string = appRole.outputs.roleAssignmentId
+output POLICY_DEFINITION_ID string = deployPolicy ? policy.outputs.definitionId : ''
+output POLICY_ASSIGNMENT_ID string = deployPolicy ? policy.outputs.assignmentId : ''
 output EVENTGRID_IDENTITY_ID string = identity.outputs.eventGridIdentityId
 output LOGS_INGESTION_ENDPOINT string = monitoring.outputs.logsIngestionEndpoint
 output LOGS_DCR_IMMUTABLE_ID string = monitoring.outputs.dcrImmutableId

@@ -14,6 +14,11 @@ To support another kind of query, register a selector (consulted before the buil
 
 Tables ``nsg`` (generated from the ARM NSG store) and ``nic`` / ``publicip`` (seeded) exist out of the box;
 any other table name is just a list of seeded rows.
+
+Two things of real Resource Graph are modelled on top: the ``| project`` of plain columns and of
+``name = pack('key', properties.key, ...)`` (any other projection is ignored and full rows are returned), and
+the **16 MiB response limit**: a larger page is refused with HTTP 400, code ``BadRequest`` and detail
+``ResponsePayloadTooLarge`` ("Response payload size is N, and has exceeded the limit of 16777216. ...").
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +35,7 @@ from typing import Any
 from .validation import ArmError
 
 MAX_TOP = 1000
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # Resource Graph refuses larger pages (ResponsePayloadTooLarge)
 
 #: resource type text in the query -> table name. Extend freely.
 TYPE_TABLES: dict[str, str] = {
@@ -75,6 +82,82 @@ def to_graph_row(arm_body: dict[str, Any], tenant_id: str) -> dict[str, Any]:
     return row
 
 
+class PayloadTooLarge(ArmError):
+    """Resource Graph's answer to a page over the size limit: HTTP 400 with the specific code in details."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(400, "BadRequest", "Please provide below info when asking for support: "
+                         "timestamp = 2026-01-01T00:00:00.0000000Z, correlationId = localazure.")
+        self.detail = (f"Response payload size is {size}, and has exceeded the limit of {limit}. Please consider "
+                       "querying less data at a time and make paginated call if needed.")
+
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        out["error"]["details"] = [{"code": "ResponsePayloadTooLarge", "message": self.detail}]
+        return out
+
+
+def _split_top(text: str) -> list[str]:
+    """Split on commas outside parentheses and quotes."""
+    out, depth, quote, cur = [], 0, "", ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+            continue
+        cur += ch
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+def _path(row: dict[str, Any], dotted: str) -> Any:
+    value: Any = row
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def projection(query: str) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """The query's ``| project`` as a row function, when it only uses columns and ``pack(...)``."""
+    m = re.search(r"\|\s*project\s+(.+?)(?=\n\s*\||\Z)", query, re.S)
+    if not m:
+        return None
+    columns: list[tuple[str, Any]] = []
+    for item in _split_top(m.group(1)):
+        if re.fullmatch(r"\w+", item):
+            columns.append((item, item))
+            continue
+        pm = re.fullmatch(r"(\w+)\s*=\s*(?:bag_)?pack\((.*)\)", item, re.S)
+        if not pm:
+            return None
+        args = _split_top(pm.group(2))
+        if len(args) % 2:
+            return None
+        pairs = []
+        for key, expr in zip(args[0::2], args[1::2], strict=True):
+            if not re.fullmatch(r"'[^']*'", key) or not re.fullmatch(r"[\w.]+", expr):
+                return None
+            pairs.append((key[1:-1], expr))
+        columns.append((pm.group(1), pairs))
+
+    def apply(row: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, how in columns:
+            out[name] = row.get(how) if isinstance(how, str) else {k: _path(row, e) for k, e in how}
+        return out
+
+    return apply
+
+
 class GraphStore:
     def __init__(
         self,
@@ -98,6 +181,7 @@ class GraphStore:
         self._window_start = time.monotonic()
         self._used = 0
         self.queries: list[str] = []
+        self.max_response_bytes = MAX_RESPONSE_BYTES
 
     # --- config ---
     def add_selector(self, selector: Selector) -> None:
@@ -147,7 +231,7 @@ class GraphStore:
         with self.lock:
             return copy.deepcopy(self.tables.get(table, []))
 
-    def query(self, body: Any) -> dict[str, Any]:
+    def query(self, body: Any, row_filter: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("query"), str) or not body["query"].strip():
             raise ArmError(
                 400,
@@ -193,8 +277,13 @@ class GraphStore:
             mapped = [s.lower() for mg in mgs for s in self.management_groups.get(mg, [])]
             if mapped:
                 rows = [r for r in rows if str(r.get("subscriptionId", "")).lower() in set(mapped)]
+        if row_filter is not None:  # only what the caller may read
+            rows = [r for r in rows if row_filter(r)]
         rows.sort(key=lambda r: str(r.get("id", "")).lower())
         page = rows[skip : skip + top]
+        project = projection(query)
+        if project is not None:
+            page = [project(r) for r in page]
         result: dict[str, Any] = {
             "totalRecords": len(rows),
             "count": len(page),
@@ -206,4 +295,7 @@ class GraphStore:
             result["$skipToken"] = base64.urlsafe_b64encode(
                 json.dumps({"offset": skip + top}).encode()
             ).decode()
+        size = len(json.dumps(result, separators=(",", ":")).encode())
+        if size > self.max_response_bytes:
+            raise PayloadTooLarge(size, self.max_response_bytes)
         return result

@@ -24,6 +24,9 @@ from .eventgrid import LOCAL_DEVELOPER, EventGridTopic, Principal
 from .faults import FaultInjector, RequestInfo
 from .graph import GraphStore
 from .ingestion import DEFAULT_DCR_ID, IngestionStore
+from .rbac import Rbac, split_token
+from .tags import handle as handle_tags
+from .tags import route as tags_route
 from .tls import CertFiles, make_self_signed, server_context
 from .validation import ArmError
 
@@ -39,6 +42,7 @@ class RequestRecord:
     resource: str  # "nsg" | "rule" | "nsgs" | "rules" | "operation" | "graph" | "ingest" | "unknown"
     status: int | None  # None while in flight or when the connection was dropped
     authorized: bool
+    api_version: str | None = None  # the request's ?api-version= (clients must pin theirs)
 
 
 @dataclass
@@ -105,6 +109,9 @@ def route(method: str, path: str) -> Route | None:
             if n == 10 and low[8] in ("securityrules", "defaultsecurityrules"):
                 p["rule"] = parts[9]
                 return Route(arm_kind, "rule" if low[8] == "securityrules" else "defaultrule", p)
+    tags_params = tags_route(parts, low)
+    if tags_params is not None:
+        return Route("tags", "tags", tags_params)
     if n == 3 and low == ["providers", "microsoft.resourcegraph", "resources"]:
         return Route("graph", "graph", {})
     if n == 4 and low[0] == "datacollectionrules" and low[2] == "streams":
@@ -226,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
         auth_header = self.headers.get("Authorization", "")
         principal = azure.principal_for(auth_header)
         authorized = principal is not None
-        self._rec = RequestRecord(self.command, split.path, kind, resource, None, authorized)
+        self._rec = RequestRecord(self.command, split.path, kind, resource, None, authorized, query.get("api-version"))
         azure._record(self._rec)
         info = RequestInfo(self.command, split.path, kind, query, body)
         if r and "name" in r.params:
@@ -251,6 +258,7 @@ class _Handler(BaseHTTPRequestHandler):
                             f'{azure.tenant_id}", error="invalid_token"'
                         },
                     )
+                azure.rbac.check(auth_header, self.command, split.path, kind, body)
                 taken = azure.faults.take(info)
                 for fault in taken:
                     if fault.latency_ms:
@@ -341,6 +349,7 @@ class LocalAzure:
         self.dcr_id = dcr_id
         self.stream = self.ingestion.add_schema(dcr_id, schema_path)
         self.faults = FaultInjector()
+        self.rbac = Rbac()
         self.event_grid = EventGridTopic(tenant_id)
         self._principals: dict[str, Principal] = {}
         self.requests: list[RequestRecord] = []
@@ -512,7 +521,7 @@ class LocalAzure:
     def principal_for(self, authorization: str) -> Principal | None:
         if not authorization.startswith("Bearer "):
             return None
-        token = authorization[len("Bearer "):]
+        token = split_token(authorization[len("Bearer "):])[0]
         if token == self.token:
             return LOCAL_DEVELOPER
         return self._principals.get(token)
@@ -573,6 +582,8 @@ class LocalAzure:
         self.faults.reset()
 
     # --- handlers ---
+    _h_tags = handle_tags  # the Tags API on an NSG (localazure/tags.py)
+
     def _lro_headers(
         self, h: _Handler, op: Operation, api_version: str, with_location: bool
     ) -> dict[str, str]:
@@ -704,7 +715,8 @@ class LocalAzure:
                     "Please provide below info when asking for support: too many requests.",
                     retry_headers(max(1, int(headers["x-ms-user-quota-resets-after"].split(":")[-1]))),
                 )
-            return 200, self.graph.query(self._json(body)), headers
+            return 200, self.graph.query(self._json(body),
+                                         row_filter=self.rbac.row_filter(h.headers.get("Authorization", ""))), headers
         except ArmError as err:
             err.headers = {**headers, **err.headers}
             raise

@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 from shared.addresses import DEFAULT_PUBLIC, AddressSet, parse_cidr, public_space
@@ -24,6 +25,12 @@ from shared.policy import DEFAULT_MANAGEMENT_PORTS, Policy, parse_port_list, wat
 AUTH_MODES = ("managed-identity", "default", "local")
 REVERT_MODES = ("off", "dry-run", "enforce")
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
+#: ARM endpoint host -> (ARM token audience, Logs Ingestion token audience) of the known clouds.
+CLOUD_AUDIENCES = {
+    "management.azure.com": ("https://management.azure.com", "https://monitor.azure.com"),
+    "management.chinacloudapi.cn": ("https://management.chinacloudapi.cn", "https://monitor.azure.cn"),
+    "management.usgovcloudapi.net": ("https://management.core.usgovcloudapi.net", "https://monitor.azure.us"),
+}
 DEFAULT_STREAM = "Custom-NsgGuardFindings"
 _TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -63,6 +70,9 @@ class Settings:
     revert_strategies: tuple[str, ...] = ("insert-deny",)
     revert_lock_container: str = "nsg-guard-locks"
     jit_principals: frozenset[str] = frozenset()  # object/app ids of the JIT service (JIT_PRINCIPAL_IDS)
+    arm_audience: str = "https://management.azure.com"
+    logs_audience: str = "https://monitor.azure.com"
+    authz_retry_s: int = 20
 
     @property
     def policy(self) -> Policy:
@@ -187,6 +197,7 @@ class Settings:
             retry_total=integer("SDK_RETRY_TOTAL", 3, 0, 20),
             retry_backoff=backoff,
             public=public,
+            **_cloud_settings(get, url, integer, problems),
         )
         if settings.local:
             if not settings.local_token:
@@ -219,3 +230,18 @@ def _revert_settings(settings: Settings, get, csv, url, problems: list[str]) -> 
     return replace(settings, revert_queue_endpoint=endpoint, revert_strategies=strategies,
                    revert_lock_container=get("REVERT_LOCK_CONTAINER") or "nsg-guard-locks",
                    jit_principals=frozenset(x.lower() for x in csv("JIT_PRINCIPAL_IDS")))
+def _cloud_settings(get: Any, url: Any, integer: Any, problems: list[str]) -> dict[str, Any]:
+    """Token audiences (``ARM_AUDIENCE``, ``LOGS_INGESTION_AUDIENCE``; defaults from ``ARM_ENDPOINT`` for the
+    public, China and US Government clouds, else required) and ``AUTHZ_RETRY_SECONDS`` (how long a 403 on a
+    read is retried while a new role assignment propagates)."""
+    endpoint = get("ARM_ENDPOINT") or DEFAULT_ARM_ENDPOINT
+    known = CLOUD_AUDIENCES.get(urlparse(endpoint).hostname or "")
+    local = (urlparse(endpoint).hostname or "") in ("127.0.0.1", "localhost", "::1")
+    fallback = known or (CLOUD_AUDIENCES["management.azure.com"] if local else None)
+    arm = url("ARM_AUDIENCE") or (fallback[0] if fallback else None)
+    logs = url("LOGS_INGESTION_AUDIENCE") or (fallback[1] if fallback else None)
+    if arm is None or logs is None:
+        problems.append(f"ARM_ENDPOINT={endpoint!r} is not a known cloud: set ARM_AUDIENCE and "
+                        "LOGS_INGESTION_AUDIENCE (the token audiences of that cloud)")
+    return {"arm_audience": arm or DEFAULT_ARM_ENDPOINT, "logs_audience": logs or "https://monitor.azure.com",
+            "authz_retry_s": integer("AUTHZ_RETRY_SECONDS", 20, 0, 300)}

@@ -28,6 +28,11 @@ OPERATIONS = {
     "microsoft.network/networksecuritygroups/securityrules/write": "rule-write",
     "microsoft.network/networksecuritygroups/securityrules/delete": "rule-delete",
 }
+# Tags changed through the Tags API (portal, `az tag update`): resourceUri is {nsg id}/providers/Microsoft.Resources/
+# tags/default. Owner and exemption tags decide findings, so the NSG is re-evaluated like after an NSG write.
+TAGS_WRITE = "microsoft.resources/tags/write"
+TAGS_SUFFIX = "/providers/microsoft.resources/tags/default"
+OPERATIONS[TAGS_WRITE] = "nsg-write"
 MAX_EVENT_BYTES = 1024 * 1024  # Event Grid's own limit for one event
 EVENTGRID_KEYS = frozenset({"id", "topic", "subject", "eventType", "eventTime", "data", "dataVersion",
                             "metadataVersion"})
@@ -203,6 +208,10 @@ def parse_event(obj: Any) -> NsgChange | Ignored:
         resource_id = _str_field(data, "resourceUri", "data", required=False) or env.get("subject")
         if not isinstance(resource_id, str) or not resource_id:
             raise InputError("event has neither data.resourceUri nor a subject")
+        if operation.lower() == TAGS_WRITE:
+            resource_id = tagged_resource(resource_id)
+            if not is_nsg_id(resource_id):
+                return Ignored(event_id, f"tags changed on {resource_id}, which is not an NSG")
         nsg_id, rule_name = nsg_of(resource_id, rule=kind.startswith("rule"))
         parts = split_resource_id(nsg_id)
         correlation_id = _str_field(data, "correlationId", "data", required=False)
@@ -233,3 +242,19 @@ def nsg_of(resource_id: str, *, rule: bool) -> tuple[str, str | None]:
         raise InputError(f"resource {resource_id!r} is not a {what} id")
     nsg_id = "/" + "/".join(parts[: at + 2])
     return nsg_id, parts[at + 3] if rule else None
+
+
+def tagged_resource(resource_id: str) -> str:
+    """``{id}/providers/Microsoft.Resources/tags/default`` -> ``{id}``; a Tags API event must name one."""
+    if not resource_id.lower().endswith(TAGS_SUFFIX):
+        raise InputError(f"tags event resource {resource_id!r} does not end in "
+                         "/providers/Microsoft.Resources/tags/default")
+    return resource_id[: -len(TAGS_SUFFIX)]
+
+
+def is_nsg_id(resource_id: str) -> bool:
+    try:
+        nsg_of(resource_id, rule=False)
+    except InputError:
+        return False
+    return True

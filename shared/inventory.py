@@ -20,9 +20,14 @@ from typing import Any
 
 from shared.errors import InputError
 
+# Only what evaluation needs: a full NSG row is ~13 MiB per 1,000 with 10 rules and Resource Graph refuses pages
+# over 16 MiB. The six default rules are the same everywhere and are put back locally
+# (shared.azure.defaultrules).
 NSG_QUERY = """resources
 | where type =~ 'microsoft.network/networksecuritygroups'
-| project id, name, type, location, resourceGroup, subscriptionId, tags, properties
+| project id, name, type, location, resourceGroup, subscriptionId, tags,
+          properties = pack('securityRules', properties.securityRules, 'subnets', properties.subnets,
+                            'networkInterfaces', properties.networkInterfaces)
 | order by subscriptionId asc, id asc"""
 
 PUBLIC_NIC_QUERY = """resources

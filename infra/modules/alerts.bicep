@@ -33,7 +33,7 @@ var rules = [
   {
     name: 'nsgguard-new-high-critical-finding'
     displayName: 'NSG Guard: new high/critical finding'
-    description: 'A high or critical exposure of SSH/management ports was detected (not open in the previous 2 days).'
+    description: 'A high or critical exposure of SSH/management ports was detected (not open in the previous 2 days). Counted once, 10 to 15 minutes after ingestion (lagged window).'
     severity: 1
     evaluationFrequency: 'PT5M'
     windowSize: 'PT5M'
@@ -61,7 +61,7 @@ var rules = [
     severity: 2
     evaluationFrequency: 'PT1H'
     windowSize: 'PT1H'
-    overrideQueryTimeRange: 'PT2H'
+    overrideQueryTimeRange: 'PT3H'
     query: loadTextContent('../../queries/alert_sweep_failed.kql')
     operator: 'GreaterThan'
     threshold: 0

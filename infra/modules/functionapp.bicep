@@ -11,7 +11,7 @@ param deploymentContainerName string
 param instanceMemoryMB int
 param maximumInstanceCount int
 param appInsightsConnectionString string
-@description('App settings read by the NSG Guard code (see README.md, "Deploying to Azure").')
+@description('App settings read by the NSG Guard code (see docs/deploy.md).')
 param appSettings object
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {

@@ -8,11 +8,15 @@ param effect string = 'Audit'
 @description('Watched TCP ports as strings, e.g. [\'22\', \'3389\'].')
 param ports array = ['22']
 param publicSources array = ['*', 'Any', 'Internet', '0.0.0.0/0', '::/0']
+@description('Makes the definition and assignment names unique per environment (two environments in one subscription must not overwrite each other).')
+param nameSuffix string
 
 var doc = loadJsonContent('../policy/deny-internet-ssh.json')
+// Never hand Azure Policy an empty or padded entry: int('') in the rule is an implicit deny of every write.
+var cleanPorts = filter(ports, p => !empty(trim(string(p))))
 
 resource definition 'Microsoft.Authorization/policyDefinitions@2023-04-01' = {
-  name: 'nsg-guard-deny-internet-ssh'
+  name: 'nsg-guard-deny-internet-ssh-${nameSuffix}'
   properties: {
     policyType: 'Custom'
     mode: doc.mode
@@ -25,7 +29,7 @@ resource definition 'Microsoft.Authorization/policyDefinitions@2023-04-01' = {
 }
 
 resource assignment 'Microsoft.Authorization/policyAssignments@2024-04-01' = {
-  name: 'nsg-guard-internet-ssh'
+  name: 'nsg-guard-internet-ssh-${nameSuffix}'
   properties: {
     displayName: 'NSG Guard: no SSH/management ports from the internet'
     description: 'Assigned by NSG Guard (infra/modules/policy.bicep).'
@@ -33,7 +37,7 @@ resource assignment 'Microsoft.Authorization/policyAssignments@2024-04-01' = {
     enforcementMode: 'Default'
     parameters: {
       effect: { value: effect }
-      ports: { value: ports }
+      ports: { value: cleanPorts }
       publicSources: { value: publicSources }
     }
     nonComplianceMessages: [

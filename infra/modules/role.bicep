@@ -1,31 +1,23 @@
 // Least-privilege custom role for the NSG Guard app identity, assigned at the subscription.
 // Management-group option: deploy this module with targetScope 'managementGroup' semantics by adding the
-// group to assignableScopes and assigning there (see README.md, "Deploying to Azure", "Sweeping management groups").
+// group to assignableScopes and assigning there (see docs/deploy.md, "Sweeping management groups").
 targetScope = 'subscription'
 
 param environmentName string
 param enableEnforce bool
 param principalId string
 
-// Read side: everything the evaluation, the sweep and effective-exposure context need.
-var readActions = [
-  'Microsoft.Network/networkSecurityGroups/read'
-  'Microsoft.Network/networkSecurityGroups/securityRules/read'
-  'Microsoft.Network/networkSecurityGroups/defaultSecurityRules/read'
-  'Microsoft.Network/networkInterfaces/read'
-  'Microsoft.Network/publicIPAddresses/read'
-  'Microsoft.Network/virtualNetworks/read'
-  'Microsoft.Network/virtualNetworks/subnets/read'
-  'Microsoft.ResourceGraph/resources/read'
-  'Microsoft.Resources/subscriptions/read'
-]
+// The actions live in infra/role/actions.json, with why each is needed; the ARM stand-in (localazure/rbac.py)
+// reads the same file and refuses anything outside it, so a missing or spare action fails a test.
+var roleActions = loadJsonContent('../role/actions.json')
 
-// Write side: only with enableEnforce (REVERT_MODE=enforce). Rule-level PUT/DELETE only; the NSG itself
+// Read side: the event path's NSG GET and the sweep's Resource Graph queries.
+var readActions = roleActions.read
+
+// Write side: only with enableEnforce (REVERT_MODE=enforce). Rule-level PUT/DELETE, the long-running operation
+// polls, and joining an application security group a rewritten rule references; the NSG itself
 // (Microsoft.Network/networkSecurityGroups/write) is never granted.
-var enforceActions = [
-  'Microsoft.Network/networkSecurityGroups/securityRules/write'
-  'Microsoft.Network/networkSecurityGroups/securityRules/delete'
-]
+var enforceActions = roleActions.enforce
 
 var roleName = guid(subscription().id, environmentName, 'nsg-guard-app-role')
 
@@ -60,4 +52,5 @@ resource assignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 }
 
 output roleDefinitionId string = role.id
+output roleAssignmentId string = assignment.id
 output actions array = enableEnforce ? concat(readActions, enforceActions) : readActions

@@ -21,7 +21,7 @@ var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
-  // checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration and Event Grid dead-lettering reach the account over its public endpoint; access is Entra-only (shared key disabled), TLS 1.2, no anonymous blobs. VNet integration + private endpoints is the documented hardening step (README.md, "Deploying to Azure").
+  // checkov:skip=CKV_AZURE_35:Flex Consumption without VNet integration and Event Grid dead-lettering reach the account over its public endpoint; access is Entra-only (shared key disabled), TLS 1.2, no anonymous blobs. VNet integration + private endpoints is the documented hardening step (docs/deploy.md).
   // checkov:skip=CKV_AZURE_59:Same reason as CKV_AZURE_35: public network access is needed without VNet integration; data-plane access requires Entra ID RBAC.
   // checkov:skip=CKV_AZURE_206:The account holds only transient data (deployment package, host leases, a retry outbox, dead letters); LRS is a documented cost choice, set skuName=Standard_ZRS or Standard_GRS to change it.
   name: name

@@ -1,6 +1,14 @@
-"""Inventory adapters: Azure Resource Graph (azure-mgmt-resourcegraph) and per-subscription ARM listing.
+"""Inventory adapters: Azure Resource Graph (a plain azure-core pipeline) and per-subscription ARM listing.
 
-Resource Graph: ``POST /providers/Microsoft.ResourceGraph/resources``, ``$top`` 1,000, ``$skipToken`` paging.
+Resource Graph: ``POST /providers/Microsoft.ResourceGraph/resources?api-version=2022-10-01``, ``$top`` 1,000,
+``$skipToken`` paging. The request goes through azure-core's public ``PipelineClient.send_request`` (auth with
+the cloud's ARM audience from settings, retries honouring ``Retry-After``) and the JSON is read as is: the
+generated model deserializer walks every value of every row and doubled the sweep's CPU time
+(bench/sweep.py), and the SDK's raw-request hook is private.
+
+A page over 16 MiB is refused with HTTP 400 ``ResponsePayloadTooLarge``: the NSG query already projects only
+what evaluation needs (no ``defaultSecurityRules``; :func:`with_default_rules` puts the six standard ones
+back), and when it still happens ``$top`` is halved and the same page asked again.
 Throttling: the SDK retries 429/5xx itself (honouring ``Retry-After``). On top of that this adapter reads
 the documented quota headers on every answer: when ``x-ms-user-quota-remaining`` reaches 0 it waits
 ``x-ms-user-quota-resets-after`` (``hh:mm:ss``) before the next call, and a 429 that is still failing after
@@ -14,7 +22,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from shared.azure.credentials import client_kwargs
+from shared.azure.apiversions import NETWORK, RESOURCE_GRAPH
+from shared.azure.credentials import arm_pipeline
+from shared.azure.defaultrules import with_default_rules
 from shared.azure.errors import azure_errors
 from shared.azure.network import AzureNetwork
 from shared.config import Settings
@@ -45,11 +55,10 @@ class ResourceGraphSource:
     def __init__(self, settings: Settings, credential: Any, *, page_size: int = PAGE_SIZE,
                  max_throttle_waits: int = 5, sleep: Callable[[float], None] = time.sleep,
                  **client_options: Any) -> None:
-        from azure.mgmt.resourcegraph import ResourceGraphClient
-
-        self._client = ResourceGraphClient(credential, base_url=settings.arm_endpoint,
-                                           **{**client_kwargs(settings), **client_options})
+        self._client = arm_pipeline(settings, credential, **client_options)
+        self._url = f"{settings.arm_endpoint.rstrip('/')}/providers/Microsoft.ResourceGraph/resources"
         self.page_size = page_size
+        self.shrinks = 0
         self.max_throttle_waits = max_throttle_waits
         self._sleep = sleep
         self._wait_before_next = 0.0
@@ -68,25 +77,29 @@ class ResourceGraphSource:
     def _page(self, query: str, request_scope: dict[str, list[str]], token: str | None
               ) -> tuple[list[dict[str, Any]], str | None]:
         from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
         from azure.mgmt.core.exceptions import ARMErrorFormat
-        from azure.mgmt.resourcegraph.operations._resource_graph_client_operations import build_resources_request
 
-        options: dict[str, Any] = {"$top": self.page_size, "resultFormat": "objectArray"}
-        if token:
-            options["$skipToken"] = token
-        body = {**request_scope, "query": query, "options": options}
-        for attempt in range(self.max_throttle_waits + 1):
+        attempt = 0
+        while True:
+            options: dict[str, Any] = {"$top": self.page_size, "resultFormat": "objectArray"}
+            if token:
+                options["$skipToken"] = token
+            body = {**request_scope, "query": query, "options": options}
             if self._wait_before_next > 0:
                 self._wait(self._wait_before_next, "quota used up")
                 self._wait_before_next = 0.0
             self.calls += 1
             try:
                 with azure_errors("Resource Graph query"):
-                    # The SDK's own request builder and pipeline (auth, retries honouring Retry-After), but
-                    # the JSON is read as is: the generated model deserializer walks every value of every
-                    # row and doubled the sweep's CPU time (bench/sweep.py).
-                    request = build_resources_request(json=body, content_type="application/json")
-                    response = self._client._send_request(request)
+                    request = HttpRequest("POST", self._url,
+                                          params={"api-version": RESOURCE_GRAPH}, json=body)
+                    response = self._client.send_request(request)
+                    if response.status_code == 400 and self._too_large(response) and self.page_size > 1:
+                        self.page_size = max(1, self.page_size // 2)
+                        self.shrinks += 1
+                        log.warning("Resource Graph page over 16 MiB: retrying with $top=%d", self.page_size)
+                        continue
                     if response.status_code != 200:
                         raise HttpResponseError(response=response, error_format=ARMErrorFormat)
                     doc = response.json()
@@ -94,6 +107,7 @@ class ResourceGraphSource:
                 cause = exc.__cause__
                 if isinstance(cause, HttpResponseError) and cause.status_code == 429 \
                         and attempt < self.max_throttle_waits:
+                    attempt += 1
                     headers = cause.response.headers if cause.response is not None else {}
                     wait = parse_resets_after(headers.get("x-ms-user-quota-resets-after")) \
                         or parse_resets_after(headers.get("Retry-After")) or 1.0
@@ -104,8 +118,17 @@ class ResourceGraphSource:
             rows = doc.get("data") if isinstance(doc, dict) else None
             if not isinstance(rows, list):
                 raise TransientError("Resource Graph answered without a 'data' list (resultFormat objectArray)")
-            return rows, doc.get("$skipToken") or None
-        raise AssertionError("unreachable")  # pragma: no cover
+            return [with_default_rules(row) for row in rows], doc.get("$skipToken") or None
+
+    @staticmethod
+    def _too_large(response: Any) -> bool:
+        """Azure's body: ``{"error": {"code": "BadRequest", "details": [{"code": "ResponsePayloadTooLarge"}]}}``."""
+        try:
+            error = response.json().get("error") or {}
+        except (ValueError, AttributeError):
+            return False
+        codes = [error.get("code")] + [d.get("code") for d in error.get("details") or [] if isinstance(d, dict)]
+        return "ResponsePayloadTooLarge" in codes
 
     def _note_quota(self, headers: Any) -> None:
         remaining = headers.get("x-ms-user-quota-remaining")
@@ -133,7 +156,7 @@ class ArmSubscriptionLister:
     def nsg_pages(self, subscription_id: str) -> Iterator[list[Any]]:
         client = self._network.client(subscription_id)
         with azure_errors(f"list NSGs of subscription {subscription_id}"):
-            pager = client.network_security_groups.list_all().by_page()
+            pager = client.network_security_groups.list_all(api_version=NETWORK).by_page()
             while True:
                 try:
                     page = list(next(pager))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.azure.credentials import client_kwargs
+from shared.azure.apiversions import LOGS_INGESTION
+from shared.azure.credentials import client_kwargs, scope
 from shared.azure.errors import azure_errors
 from shared.config import Settings
 from shared.errors import TransientError
@@ -24,7 +25,8 @@ class LogsIngestionSink:
         endpoint, self._rule_id, self._stream = settings.require_ingestion()
         from azure.monitor.ingestion import LogsIngestionClient
 
-        self._client = LogsIngestionClient(endpoint=endpoint, credential=credential,
+        self._client = LogsIngestionClient(endpoint=endpoint, credential=credential, api_version=LOGS_INGESTION,
+                                           credential_scopes=[scope(settings.logs_audience)],
                                            **client_kwargs(settings), **client_options)
         self.calls = 0
 

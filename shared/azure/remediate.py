@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from shared.azure.apiversions import NETWORK
 from shared.errors import NsgGuardError
 from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
 from shared.interfaces import NsgNotFound, NsgReader
@@ -391,13 +392,17 @@ class AzureRuleWriter:
     def put_rule(self, nsg_id: str, body: dict[str, Any]) -> None:
         client, rg, name = self._target(nsg_id)
         with write_errors(f"PUT rule {body['name']} in {name}"):
-            client.security_rules.begin_create_or_update(rg, name, body["name"],
-                                                         {"properties": body["properties"]}).result()
+            client.security_rules.begin_create_or_update(rg, name, body["name"], {"properties": body["properties"]},
+                                                         api_version=NETWORK).result()
 
     def delete_rule(self, nsg_id: str, rule_name: str) -> None:
         client, rg, name = self._target(nsg_id)
         with write_errors(f"DELETE rule {rule_name} in {name}"):
-            client.security_rules.begin_delete(rg, name, rule_name).result()
+            # The Network API declares final-state-via: location for deletes: confirm at the Location URL.
+            from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+            polling = ARMPolling(self._network.polling_interval, lro_options={"final-state-via": "location"})
+            client.security_rules.begin_delete(rg, name, rule_name, api_version=NETWORK, polling=polling).result()
 
 
 def build_reverter(settings: Any, engine: Engine, network: Any) -> Reverter | None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from shared.azure.apiversions import STORAGE
 from shared.config import Settings
 from shared.errors import ConfigError, InputError, TransientError
 from shared.outbox import OutboxItem, parse_metadata
@@ -41,7 +42,7 @@ def blob_service(settings: Settings, credential: Any, **options: Any) -> Any:
     b = settings.retry_backoff
     retry = ExponentialRetry(initial_backoff=2 * b, increment_base=4 * b, retry_total=settings.retry_total,
                              random_jitter_range=min(3, 2 * b))
-    kwargs: dict[str, Any] = {"retry_policy": retry, **options}
+    kwargs: dict[str, Any] = {"retry_policy": retry, "api_version": STORAGE, **options}
     if settings.storage_connection_string:
         if not settings.local:
             raise ConfigError("NSG_GUARD_STORAGE_CONNECTION_STRING is only for NSG_GUARD_AUTH=local")

@@ -105,7 +105,7 @@ def test_setting_defaults_match_the_app_contract(param, default):
 
 
 def test_every_setting_is_documented():
-    doc = read("README.md")
+    doc = read("docs/deploy.md")
     for name in APP_SETTINGS + HOST_SETTINGS:
         assert f"`{name}`" in doc, name
 
@@ -124,8 +124,8 @@ def test_storage_is_entra_only():
     assert "allowSharedKeyAccess: false" in st
     assert "allowBlobPublicAccess: false" in st
     for path, text in all_bicep().items():
-        # the only list* call: the eventgrid_extension system key for the optional WebHook endpoint
-        assert re.findall(r"listKeys\('([^']*)'", text) in ([], ["${site.id}/host/default"]), path
+        # no list* call at all: the WebHook key is read by the postdeploy hook with retries (issue 12.11)
+        assert "listKeys(" not in text, path
         assert "AccountKey=" not in text
 
 
@@ -160,8 +160,20 @@ def test_event_subscription_targets_the_function_with_the_nsg_filter():
     assert "'Microsoft.Resources.ResourceWriteSuccess'" in eg
     assert "'Microsoft.Resources.ResourceDeleteSuccess'" in eg
     assert "retryPolicy:" in eg and "maxDeliveryAttempts" in eg
+    # issue 12.7: a second subscription for Tags API writes on NSGs
+    assert "values: [\n            'Microsoft.Resources/tags/write'\n          ]" in eg
+    assert "operatorType: 'StringContains'\n          key: 'data.resourceUri'" in eg
+    assert "'/providers/Microsoft.Network/networkSecurityGroups/'" in eg
+    assert "name: '${eventSubscriptionName}-tags'" in eg and "name: eventSubscriptionName" in eg
     assert "deadLetterWithResourceIdentity:" in eg and "deadLetterDestination:" in eg
     assert "endpointType: 'StorageBlob'" in eg
+    assert "scope: resourceGroup(appResourceGroup)" in eg  # the topic may live in another group
+    # issue 12.1: a reused topic is updated in place: its identities and tags kept, our dead-letter identity added
+    module = read("infra/modules/eventgrid-topic.bicep")
+    assert "userAssignedIdentities: union(create ? {} : existingUserAssignedIdentities, {" in module
+    assert "'${eventGridIdentityId}': {}" in module
+    assert "type: keepsSystemAssigned ? 'SystemAssigned, UserAssigned' : 'UserAssigned'" in module
+    assert "tags: create ? tags : existingTags" in module and " if (create)" not in module
     topic = read("infra/modules/eventgrid-topic.bicep")
     assert "topicType: 'Microsoft.Resources.Subscriptions'" in topic
     assert "location: 'global'" in topic
@@ -180,39 +192,29 @@ def test_event_grid_identity_can_write_only_the_dead_letter_container():
 # Permissions
 # --------------------------------------------------------------------------------------------------
 
-READ_ACTIONS = {
-    "Microsoft.Network/networkSecurityGroups/read",
-    "Microsoft.Network/networkSecurityGroups/securityRules/read",
-    "Microsoft.Network/networkSecurityGroups/defaultSecurityRules/read",
-    "Microsoft.Network/networkInterfaces/read",
-    "Microsoft.Network/publicIPAddresses/read",
-    "Microsoft.Network/virtualNetworks/read",
-    "Microsoft.Network/virtualNetworks/subnets/read",
-    "Microsoft.ResourceGraph/resources/read",
-    "Microsoft.Resources/subscriptions/read",
-}
-ENFORCE_ACTIONS = {
-    "Microsoft.Network/networkSecurityGroups/securityRules/write",
-    "Microsoft.Network/networkSecurityGroups/securityRules/delete",
-}
-
-
-def _list(text: str, var: str) -> set[str]:
-    m = re.search(rf"var {var} = \[(.*?)\n\]", text, re.S)
-    assert m, var
-    return set(re.findall(r"'([^']+)'", m.group(1)))
+ROLE_FILE = json.loads(read("infra/role/actions.json"))
+READ_ACTIONS = set(ROLE_FILE["read"])
+ENFORCE_ACTIONS = set(ROLE_FILE["enforce"])
 
 
 def test_custom_role_is_exactly_the_documented_actions():
     role = read("infra/modules/role.bicep")
-    assert _list(role, "readActions") == READ_ACTIONS
-    assert _list(role, "enforceActions") == ENFORCE_ACTIONS
+    assert "var roleActions = loadJsonContent('../role/actions.json')" in role
+    assert "var readActions = roleActions.read" in role and "var enforceActions = roleActions.enforce" in role
     assert "actions: enableEnforce ? concat(readActions, enforceActions) : readActions" in role
     assert "*" not in "".join(READ_ACTIONS | ENFORCE_ACTIONS)
-    assert "networkSecurityGroups/write'" not in role.replace("securityRules/write'", "")
-    doc = read("README.md")
+    assert "Microsoft.Network/networkSecurityGroups/write" not in READ_ACTIONS | ENFORCE_ACTIONS
+    assert set(ROLE_FILE["why"]) == READ_ACTIONS | ENFORCE_ACTIONS  # each action says why it is there
+    # issue 12.4: the role can poll its own long-running writes and rewrite rules that reference an ASG
+    assert {"Microsoft.Network/locations/operations/read", "Microsoft.Network/locations/operationResults/read",
+            "Microsoft.Network/applicationSecurityGroups/joinNetworkSecurityRule/action"} <= ENFORCE_ACTIONS
+    doc = read("docs/deploy.md")
+    assert "## What the deployment creates and what it needs" in doc
     for action in READ_ACTIONS | ENFORCE_ACTIONS:
-        assert f"`{action}`" in doc, action
+        (line,) = [x for x in doc.splitlines() if x.startswith(f"| `{action}` |")]
+        granted = "read (always)" if action in READ_ACTIONS else "enforce only"
+        why = ROLE_FILE["why"][action].removeprefix("enforce only: ")
+        assert line == f"| `{action}` | {granted} | {why} |", action
 
 
 def test_data_plane_roles_are_scoped_to_resources_not_the_subscription():
@@ -248,15 +250,16 @@ def test_enforce_mode_needs_enable_enforce():
 # --------------------------------------------------------------------------------------------------
 
 
-def test_azure_yaml_wires_the_service_and_both_hooks():
+def test_azure_yaml_wires_the_service_and_the_hooks():
     y = read("azure.yaml")
     assert re.search(
         r"^services:\n  nsg-guard:\n    project: \.\n    language: python\n    host: function", y, re.M
     )
     assert "'azd-service-name': 'nsg-guard'" in read("infra/modules/functionapp.bicep")
-    assert "run: ./infra/hooks/postdeploy.sh" in y and "run: ./infra/hooks/postdeploy.ps1" in y
-    assert "shell: sh" in y and "shell: pwsh" in y
-    assert os.access(INFRA / "hooks" / "postdeploy.sh", os.X_OK)
+    for hook in ("preprovision", "postdeploy", "predown"):
+        assert f"  {hook}:\n    posix:\n      shell: sh\n      run: ./infra/hooks/{hook}.sh" in y, hook
+        assert f"    windows:\n      shell: sh\n      run: ./infra/hooks/{hook}.sh" in y, hook
+        assert os.access(INFRA / "hooks" / f"{hook}.sh", os.X_OK)
     assert re.search(r"^infra:\n  provider: bicep\n  path: infra\n  module: main", y, re.M)
 
 
@@ -265,16 +268,27 @@ def test_hooks_pass_exactly_the_stage2_parameters_from_stage1_outputs():
     params = set(re.findall(r"^param (\w+) ", eg, re.M))
     required = {p for p in params if not re.search(rf"^param {p} \w+ = ", eg, re.M)}
     main_outputs = set(re.findall(r"^output (\w+) ", read("infra/main.bicep"), re.M))
-    for hook in ("infra/hooks/postdeploy.sh", "infra/hooks/postdeploy.ps1"):
-        text = read(hook)
-        passed = set(re.findall(r'(\w+)="?\$', text[text.index("--parameters") :]))
-        assert required <= passed, (hook, required - passed)
-        assert passed <= params, (hook, passed - params)
-        for env in re.findall(r"\$(?:env:)?\{?([A-Z][A-Z0-9_]+)\b", text):
-            if env.startswith(("NSG_GUARD_", "LASTEXITCODE")) or env in {"PSScriptRoot"}:
+    text = read("infra/hooks/postdeploy.sh")
+    passed = set(re.findall(r'(\w+)="?\$', text[text.index("--parameters") :]))
+    assert required <= passed, required - passed
+    assert passed <= params, passed - params
+    assert "on_nsg_change" in text
+    for hook in ("postdeploy.sh", "predown.sh", "common.sh"):
+        text = read(f"infra/hooks/{hook}")
+        for env in re.findall(r"\$\{?([A-Z][A-Z0-9_]+)\b", text):
+            if env.startswith("NSG_GUARD_"):
                 continue
             assert env in main_outputs, (hook, env)
-        assert "on_nsg_change" in text
+
+
+def test_policy_and_event_subscription_names_are_unique_per_environment():
+    policy = read("infra/modules/policy.bicep")
+    assert "name: 'nsg-guard-deny-internet-ssh-${nameSuffix}'" in policy
+    assert "name: 'nsg-guard-internet-ssh-${nameSuffix}'" in policy
+    main = read("infra/main.bicep")
+    assert "nameSuffix: resourceToken" in main
+    assert "var eventSubscriptionName = take('nsg-guard-${environmentName}', 58)" in main
+    assert "scope: resourceGroup(topicResourceGroup)" in main
 
 
 def test_parameters_file_covers_azd_variables():
@@ -287,7 +301,7 @@ def test_parameters_file_covers_azd_variables():
 
 
 # --------------------------------------------------------------------------------------------------
-# API versions (each checked against the Bicep resource reference; see README.md, "Deploying to Azure")
+# API versions (each checked against the Bicep resource reference; see docs/deploy.md)
 # --------------------------------------------------------------------------------------------------
 
 API_VERSIONS = {

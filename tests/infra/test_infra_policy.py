@@ -11,7 +11,7 @@ case-insensitive; an alias that does not exist on the resource reads as null/emp
 an alias path with `[*]` refers to the array member being counted, and `current(alias)` returns it;
 `current(name)` returns the member of a value count. It is a model of the language, not Azure's engine:
 what it proves is that the rule says what we mean; that Azure accepts and evaluates it the same way is
-verified only by a real deployment (see README.md, "Deploying to Azure", "Verifying").
+verified only by a real deployment (see docs/deploy.md, "Verifying with a test rule").
 """
 
 from __future__ import annotations
@@ -417,7 +417,7 @@ def test_empty_nsg_and_other_types_are_not_flagged():
 
 def test_policy_only_sees_the_rule_not_priority_shadowing():
     # A higher-priority Deny makes the Allow latent (inactive); the app reports it as `info`, the policy
-    # still flags the NSG because a policy cannot order rules. Documented in README.md.
+    # still flags the NSG because a policy cannot order rules. Documented in docs/deploy.md.
     shadow = rule(name="deny-all-22", access="Deny", src="*", priority=100)
     assert flags(nsg(shadow, rule(name="allow", src="Internet", priority=200))) is True
 

@@ -9,7 +9,8 @@ from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from localazure.testing import nsg_body, rule_body
 
 NSG_QUERY = (
-    "resources | where type =~ 'microsoft.network/networksecuritygroups' | project id, name, properties"
+    "resources | where type =~ 'microsoft.network/networksecuritygroups'"
+    " | project id, name, type, subscriptionId, resourceGroup, tenantId, properties"
 )
 
 
