@@ -9,7 +9,6 @@ modelled by a delay during which the principal is refused everything.
 from __future__ import annotations
 
 import os
-
 from collections.abc import Callable
 from typing import Any
 
