@@ -107,14 +107,10 @@ def plan_restore(records: Iterable[Mapping[str, Any]], *, row_ids: Iterable[str]
 
     def order(r: Mapping[str, Any]) -> tuple[str, int, int]:
         try:
-            d = _dynamic(r.get("Details")) or {}
+            d = _dynamic(r.get("Details"))
         except ValueError:
-            d = {}
-        if not isinstance(d, dict):
-            d = {}  # Details as a plain string: ordering falls back to the time
-        def num(v: Any) -> int:
-            return v if isinstance(v, int) else 0
-        return (str(r.get("TimeGenerated", "")), num(d.get("attempt")), num(d.get("sequence")))
+            d = None  # Details not JSON: ordering falls back to the time (_order_number reads 0)
+        return (str(r.get("TimeGenerated", "")), _order_number(d, "attempt"), _order_number(d, "sequence"))
 
     steps = []
     for row_id, r in sorted(rows.items(), key=lambda kv: order(kv[1]), reverse=True):
