@@ -6,7 +6,8 @@
 4. the stand-ins publish the Event Grid event; it goes through the ``on_nsg_change`` Function;
 5. the finding, naming her, is read back from the ingested ``NsgGuardFindings_CL`` rows; in enforce mode
    NSG Guard puts a Deny in front of her rule, verifies it, and records the change;
-6. secops approve an exemption (tag) and undo the revert with ``nsg-guard restore``;
+6. Ada cannot exempt her own rule; secops approve a Policy exemption (``nsg-guard exempt``) and undo the
+   revert with ``nsg-guard restore``;
 7. a second sweep and the KPI report (compliance over time, MTTR, reverts, top actors).
 """
 
@@ -65,6 +66,21 @@ def _print_rows(out: TextIO, rows: list[dict[str, Any]]) -> None:
         keep = {k: row[k] for k in ("RecordType", "Severity", "Status", "Port", "Exposure", "NsgName", "RuleName",
                                     "Actor", "ActorType", "Owner", "OpenFindingIds", "Reason", "EventId") if k in row}
         out.write("  " + json.dumps(keep) + "\n")
+
+
+def _exempt_cli(token: str, nsg_id: str) -> tuple[int, str]:
+    """``nsg-guard exempt`` as the principal holding ``token``: (exit code, what it printed last)."""
+    import io
+
+    from shared.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with _environment({"NSG_GUARD_LOCAL_TOKEN": token}), contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        code = main(["exempt", nsg_id, "--rule", "AllowSSH", "--days", "30", "--ticket", "SEC-4711",
+                     "--reason", "approved debug session"])
+    lines = (err.getvalue() or out.getvalue()).strip().splitlines()
+    return code, lines[-1] if lines else ""
 
 
 def _deliver_all(azure: Any, timeline: Timeline, deliver: Any) -> None:
@@ -163,14 +179,16 @@ def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
                             "AllowSSH; Ada's rule itself is untouched")
 
         # --- exemption + restore ------------------------------------------------------------------------
-        body = azure.get_nsg(nsg_id) or {}
-        tags = {**body.get("tags", {}), "nsg-guard-exempt":
-                "rules=AllowSSH; expires=2099-12-31; ticket=SEC-4711; reason=approved debug session"}
-        secops = azure.add_principal("secops-token", SECOPS)
-        azure.network_client(ML_SUB, credential=secops).network_security_groups.begin_create_or_update(
-            rg, INCIDENT_NSG, {**{k: v for k, v in body.items() if k in ("location", "properties")},
-                               "tags": tags}).result()
-        timeline.say(SECOPS.upn or "", f"tags {INCIDENT_NSG} with an exemption for AllowSSH (ticket SEC-4711)")
+        azure.add_principal("ada-token", ADA)
+        ada_code, ada_said = _exempt_cli("ada-token", nsg_id)
+        refused = ada_code == 2 and "not allowed to approve exemptions" in ada_said
+        timeline.say(ADA.upn or "", f"tries 'nsg-guard exempt' on her own rule: exit {ada_code}, "
+                                    + ("refused (403): she lacks the policy exemption rights" if refused else ada_said))
+        azure.add_principal("secops-token", SECOPS)
+        azure.policy_exemptions.grant(SECOPS.object_id)  # Resource Policy Contributor, in effect
+        secops_code, _ = _exempt_cli("secops-token", nsg_id)
+        timeline.say(SECOPS.upn or "", f"approves: Policy exemption for AllowSSH, 30 days, SEC-4711 (exit "
+                                       f"{secops_code})")
         _deliver_all(azure, timeline, deliver)
         audit = ingested_dir / f"{azure.stream}.jsonl"
         steps = restore_from_file(str(audit), nsg_id=nsg_id)
@@ -190,7 +208,8 @@ def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
                       f"try: nsg-guard report --from {audit}\n")
         ok = (first["compliancePercent"] == 100.0 and
               any(r.get("Severity") == "high" for r in findings) and bool(applied) and bool(ours) and
-              last["Status"] == "Exempt" and all(s.status == "done" for s in steps) and
+              last["Status"] == "Exempt" and all(s.status == "done" for s in steps) and refused and
+              secops_code == 0 and
               second["nsgs"] == first["nsgs"])
         out.write("\nDemo " + ("succeeded: detected, attributed, reverted, verified, exempted and restored.\n"
                                 if ok else "FAILED\n"))

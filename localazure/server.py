@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from . import policyexemptions
 from .arm import NetworkStore, Operation, key_of, nsg_id
 from .auth import DEFAULT_TOKEN, StaticTokenCredential
 from .eventgrid import LOCAL_DEVELOPER, EventGridTopic, Principal
@@ -76,6 +77,8 @@ def route(method: str, path: str) -> Route | None:
     low = [p.lower() for p in parts]
     n = len(parts)
     m = method.upper()
+    if (pe := policyexemptions.route(m, parts)) is not None:
+        return Route(*pe)
     arm_kind = {"GET": "arm.get", "PUT": "arm.put", "DELETE": "arm.delete"}.get(m, "arm.other")
     if n >= 2 and low[0] == "subscriptions":
         sub = parts[1]
@@ -350,6 +353,8 @@ class LocalAzure:
         self.stream = self.ingestion.add_schema(dcr_id, schema_path)
         self.faults = FaultInjector()
         self.rbac = Rbac()
+        self.policy_exemptions = policyexemptions.install(self)
+        self._h_policyexemption = policyexemptions.handler(self)
         self.event_grid = EventGridTopic(tenant_id)
         self._principals: dict[str, Principal] = {}
         self.requests: list[RequestRecord] = []

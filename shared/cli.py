@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared import __version__, remediate_cli, sweep_cli
+from shared import __version__, exempt_cli, remediate_cli, sweep_cli
 from shared.errors import ConfigError, InputError
 from shared.findings import STATUS_EXEMPT
 from shared.policy import DEFAULT_MANAGEMENT_PORTS, SEVERITY_ORDER, Policy, parse_port_list, watched_ports
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="NSG tag holding exemptions (default: %(default)s); exempt findings are kept but "
                            "do not fail --fail-on")
     _add_policy_options(scan)
+    exempt_cli.add_scan_options(scan)
     scan.set_defaults(handler=_cmd_scan)
 
     demo = sub.add_parser("demo", help="offline demo of the whole flow against the local Azure stand-ins")
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(handler=_cmd_localazure)
     remediate_cli.register(sub)
     sweep_cli.register(sub)
+    exempt_cli.register(sub)
     return parser
 
 
@@ -106,9 +108,10 @@ def _scan(args: argparse.Namespace) -> int:
 
     engine = Engine(policy_from_args(args))
     errors: list[InputError] = []
+    exemptions = exempt_cli.context_from_args(args)
     if args.format == "json" and not (args.indent or sys.stdout.isatty()):
-        return _scan_json_streaming(args, engine, errors)
-    results = list(scan_files(args.files, engine, errors, exempt_tag=args.exempt_tag))
+        return _scan_json_streaming(args, engine, errors, exemptions)
+    results = list(scan_files(args.files, engine, errors, exempt_tag=args.exempt_tag, exemptions=exemptions))
     if errors:
         return _report_errors(errors)
     if args.format == "json":
@@ -138,7 +141,7 @@ def _report_errors(errors: Sequence[InputError]) -> int:
     return EXIT_BAD_INPUT
 
 
-def _scan_json_streaming(args: argparse.Namespace, engine: Any, errors: list[InputError]) -> int:
+def _scan_json_streaming(args: argparse.Namespace, engine: Any, errors: list[InputError], exemptions: Any) -> int:
     """Compact JSON, written as NSGs are evaluated into a spool (memory, then disk) and printed only when the
     whole input was valid: flat memory on big inputs, same bytes and exit codes as the buffered path."""
     import shutil
@@ -156,7 +159,8 @@ def _scan_json_streaming(args: argparse.Namespace, engine: Any, errors: list[Inp
             failing = True
 
     with tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8") as spool:
-        stream_json(scan_files(args.files, engine, errors, exempt_tag=args.exempt_tag), spool, note)
+        stream_json(scan_files(args.files, engine, errors, exempt_tag=args.exempt_tag,
+                                exemptions=exemptions), spool, note)
         if errors:
             return _report_errors(errors)
         spool.seek(0)

@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from shared.addresses import DEFAULT_PUBLIC, AddressSet, parse_cidr, public_space
 from shared.errors import ConfigError, InputError
+from shared.exemptions import ExemptionSettings
 from shared.policy import DEFAULT_MANAGEMENT_PORTS, Policy, parse_port_list, watched_ports
 
 AUTH_MODES = ("managed-identity", "default", "local")
@@ -73,6 +74,7 @@ class Settings:
     arm_audience: str = "https://management.azure.com"
     logs_audience: str = "https://monitor.azure.com"
     authz_retry_s: int = 20
+    exemptions: ExemptionSettings = field(default_factory=ExemptionSettings)
 
     @property
     def policy(self) -> Policy:
@@ -168,6 +170,11 @@ class Settings:
         for tag_setting in ("EXEMPT_TAG", "OWNER_TAG"):
             if get(tag_setting) and not _TAG_NAME.match(get(tag_setting)):
                 problems.append(f"{tag_setting}={get(tag_setting)!r}: not a valid tag name")
+        exemption_settings = ExemptionSettings(tag_name=get("EXEMPT_TAG") or "nsg-guard-exempt")
+        try:
+            exemption_settings = ExemptionSettings.from_env(env, exemption_settings.tag_name)
+        except ConfigError as exc:
+            problems.append(str(exc).removeprefix("invalid settings: "))
 
         settings = cls(
             auth=auth,
@@ -198,6 +205,7 @@ class Settings:
             retry_backoff=backoff,
             public=public,
             **_cloud_settings(get, url, integer, problems),
+            exemptions=exemption_settings,
         )
         if settings.local:
             if not settings.local_token:

@@ -53,6 +53,7 @@ class Finding:
             "portKind": self.port_kind,
             "exposure": self.exposure,
             "active": self.active,
+            "status": self.status,
             "severity": self.severity,
             "priority": self.rule.priority,
             "sources": self.rule.source_texts,

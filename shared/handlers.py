@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import InputError, TransientError
 from shared.events import Ignored, NsgChange, parse_event
-from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
+from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions, event_exemptions, exemption_context
 from shared.interfaces import NsgNotFound, NsgReader, RowSink
 from shared.policy import Engine
 from shared.rows import RowContext, evaluation_row, finding_row, remediation_row, validate_rows
@@ -40,6 +40,8 @@ class EventDeps:
     jobs: JobQueue | None = None  # the revert queue: set, the revert happens in revert_job (docs/revert.md)
     in_scope: Callable[[str], bool] | None = None  # SWEEP_SUBSCRIPTIONS / SWEEP_MANAGEMENT_GROUPS
     jit_principals: frozenset[str] = frozenset()
+    exemption_settings: Any = None  # ExemptionSettings (None: defaults with exempt_tag)
+    exemptions: Any = None  # policy exemption reader (shared.azure.policyexemptions); None: none known
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
                             "(SWEEP_SUBSCRIPTIONS / SWEEP_MANAGEMENT_GROUPS)")
     ctx = RowContext(trigger="event", run_id=change.event_id, event_id=change.event_id,
                      correlation_id=change.correlation_id, actor=change.actor, owner_tag=deps.owner_tag)
-    outcome = _evaluate(change, deps, ctx)
+    with exemption_context(event_exemptions(deps, change)) as exemptions:
+        outcome = _evaluate(change, deps, ctx, exemptions.index.available)
     validate_rows(outcome.rows)
     deps.sink.send(outcome.rows)  # raises TransientError: Event Grid redelivers, rows repeat their RowIds
     if outcome.job is not None and deps.jobs is not None:
@@ -87,7 +90,7 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
     return outcome
 
 
-def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext) -> EventOutcome:
+def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext, exemptions_read: bool = True) -> EventOutcome:
     details = {"operation": change.operation, "resourceId": change.resource_id}
     if change.nsg_deleted:
         row = evaluation_row(ctx, None, (), nsg_id=change.nsg_id, status="Deleted", details=details)
@@ -106,7 +109,7 @@ def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext) -> EventOutco
         return EventOutcome("invalid-nsg", change.event_id, str(exc), [row])
     evaluation = apply_exemptions(deps.engine.evaluate(nsg), deps.exempt_tag, deps.clock())
     rows = [finding_row(f, ctx) for f in evaluation.findings]
-    if deps.reverter is None:
+    if deps.reverter is None or not exemptions_read:  # never revert what an unreadable exemption may cover
         rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
         return EventOutcome("evaluated", change.event_id, "", rows)
     if deps.jobs is not None:

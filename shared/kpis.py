@@ -166,6 +166,46 @@ def open_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for fid, r in last_finding.items() if r.get("Status") == "Open" and fid in open_ids]
 
 
+def _run(row: dict[str, Any]) -> str:
+    return str(row.get("SweepId") or row.get("EventId") or "")
+
+
+def exempt_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The findings exempt now: the latest row of the id is Exempt and was written by the same run (event or
+    sweep) as the NSG's latest evaluation -- an exemption that lapsed or a rule since removed drops out."""
+    last_eval: dict[str, tuple[datetime, str]] = {}
+    last_finding: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kind = row.get("RecordType")
+        if kind == "evaluation":
+            key = _nsg_key(row)
+            if key not in last_eval or row["TimeGenerated"] > last_eval[key][0]:
+                last_eval[key] = (row["TimeGenerated"], _run(row))
+        elif kind == "finding":
+            fid = str(row.get("FindingId"))
+            if fid not in last_finding or row["TimeGenerated"] > last_finding[fid]["TimeGenerated"]:
+                last_finding[fid] = row
+    return [r for r in last_finding.values() if r.get("Status") == "Exempt" and _run(r)
+            and last_eval.get(_nsg_key(r), (None, None))[1] == _run(r)]
+
+
+def exemptions_in_force(exempt: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per exemption (policy exemption id or tag) with what it exempts now, soonest expiry first."""
+    per: dict[str, dict[str, Any]] = {}
+    for row in exempt:
+        e = _details(row).get("exemption")
+        e = e if isinstance(e, dict) else {}
+        key = str(e.get("id") or e.get("tag") or "?")
+        entry = per.setdefault(key, {"exemption": key, "source": e.get("source"), "approver": e.get("approver"),
+                                     "expiresOn": e.get("expiresOn") or e.get("expires"), "ticket": e.get("ticket"),
+                                     "findings": 0, "rules": set()})
+        entry["findings"] += 1
+        entry["rules"].add(f"{row.get('NsgName')}/{row.get('RuleName')}")
+    out = [{**e, "rules": sorted(e["rules"])} for e in per.values()]
+    out.sort(key=lambda e: (str(e["expiresOn"] or "~"), e["exemption"]))
+    return out
+
+
 def group_open(findings: list[dict[str, Any]], column: str) -> list[tuple[str, int]]:
     counts: Counter[str] = Counter()
     for f in findings:
@@ -266,6 +306,8 @@ class Kpis:
     mttr: list[dict[str, Any]] = field(default_factory=list)
     reverts: list[dict[str, Any]] = field(default_factory=list)
     top_actors: list[dict[str, Any]] = field(default_factory=list)
+    exempt_by_severity: list[tuple[str, int]] = field(default_factory=list)
+    exemptions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def plain(value: Any) -> Any:
@@ -282,17 +324,21 @@ class Kpis:
             "openFindings": {"bySeverity": dict(self.open_by_severity), "byOwner": dict(self.open_by_owner),
                              "bySubscription": dict(self.open_by_subscription)},
             "mttr": self.mttr, "reverts": self.reverts, "topActorsPort22": self.top_actors,
+            "exemptFindings": {"bySeverity": dict(self.exempt_by_severity)},
+            "exemptionsInForce": self.exemptions,
         })
 
 
 def compute_kpis(rows: Iterable[dict[str, Any]]) -> Kpis:
     unique = dedupe(rows)
     current = open_findings(unique)
+    exempt = exempt_findings(unique)
     return Kpis(
         rows=len(unique), compliance=compliance_over_time(unique),
         open_by_severity=group_open(current, "Severity"), open_by_owner=group_open(current, "Owner"),
         open_by_subscription=group_open(current, "SubscriptionId"), mttr=mttr(unique), reverts=reverts(unique),
         top_actors=top_actors_port22(unique),
+        exempt_by_severity=group_open(exempt, "Severity"), exemptions=exemptions_in_force(exempt),
     )
 
 
@@ -304,6 +350,12 @@ def _table(headers: list[str], lines: list[list[Any]]) -> str:
     return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
+def _beside(open_: list[tuple[str, int]], exempt: list[tuple[str, int]]) -> list[list[Any]]:
+    o, e = dict(open_), dict(exempt)
+    order = sorted(set(o) | set(e), key=lambda s: (SEVERITY_RANK.get(s, 4), s))
+    return [[s, o.get(s, 0), e.get(s, 0)] for s in order]
+
+
 def render_report(k: Kpis) -> str:
     """A plain-text report of every KPI (what the demo prints)."""
     t = lambda d: d.astimezone(UTC).strftime("%Y-%m-%d %H:%M")  # noqa: E731
@@ -312,7 +364,8 @@ def render_report(k: Kpis) -> str:
              _table(["time", "sweep", "nsgs", "compliant", "percent"],
                     [[t(c["time"]), c["sweepId"], c["nsgs"], c["compliant"], c["compliancePercent"]]
                      for c in k.compliance]),
-             "", "Open findings by severity", _table(["severity", "open"], [list(x) for x in k.open_by_severity]),
+             "", "Open findings by severity (exempt beside them)",
+             _table(["severity", "open", "exempt"], _beside(k.open_by_severity, k.exempt_by_severity)),
              "", "Open findings by owner", _table(["owner", "open"], [list(x) for x in k.open_by_owner]),
              "", "Open findings by subscription",
              _table(["subscription", "open"], [list(x) for x in k.open_by_subscription]),
@@ -325,7 +378,11 @@ def render_report(k: Kpis) -> str:
              "", "Top actors opening port 22",
              _table(["actor", "type", "findings", "nsgs", "last seen"],
                     [[a["actor"], a["actorType"], a["findings"], a["nsgs"], t(a["lastSeen"])]
-                     for a in k.top_actors])]
+                     for a in k.top_actors]),
+             "", "Exemptions in force",
+             _table(["exemption", "approver", "expires", "ticket", "rules"],
+                    [[str(e["exemption"]).rsplit("/", 1)[-1], e["approver"], e["expiresOn"], e["ticket"],
+                      ", ".join(e["rules"])] for e in k.exemptions])]
     return "\n".join(parts)
 
 

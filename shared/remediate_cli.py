@@ -13,6 +13,7 @@ EXIT_OK, EXIT_PROBLEM, EXIT_BAD_INPUT = 0, 1, 2
 
 def register(sub: Any) -> None:
     """Add the ``remediate`` and ``restore`` subcommands to ``nsg-guard``'s subparsers."""
+    from shared import exempt_cli
     from shared.cli import _add_policy_options
     from shared.exemptions import DEFAULT_EXEMPT_TAG
 
@@ -35,6 +36,7 @@ def register(sub: Any) -> None:
     rem.add_argument("--now", default=None, metavar="TIME",
                      help="evaluate exemption expiry at this ISO 8601 time instead of now")
     _add_policy_options(rem)
+    exempt_cli.add_scan_options(rem)  # --exemptions FILE: approved rules are not planned
     rem.set_defaults(handler=_cmd_remediate)
 
     res = sub.add_parser(
@@ -85,8 +87,10 @@ def plan_files(paths: list[str], engine: Any, scope: Any, exempt_tag: str, now: 
 
 
 def _cmd_remediate(args: argparse.Namespace) -> int:
+    from shared import exempt_cli
     from shared.cli import policy_from_args
     from shared.errors import ConfigError
+    from shared.exemptions import exemption_context
     from shared.policy import Engine
     from shared.remediation import RevertScope
 
@@ -106,8 +110,9 @@ def _cmd_remediate(args: argparse.Namespace) -> int:
     if not strategies or any(x not in ("insert-deny", "narrow", "shift") for x in strategies):
         raise ConfigError(f"--strategies {args.strategies!r}: expected a comma list of insert-deny, narrow, shift")
     errors: list[Any] = []
-    plans = plan_files(args.files, Engine(policy_from_args(args)), RevertScope(port_kinds=kinds),
-                       args.exempt_tag, now, errors, strategies=strategies, max_changes=args.max_changes)
+    with exemption_context(exempt_cli.context_from_args(args, now)):
+        plans = plan_files(args.files, Engine(policy_from_args(args)), RevertScope(port_kinds=kinds),
+                           args.exempt_tag, now, errors, strategies=strategies, max_changes=args.max_changes)
     if errors:
         for err in errors[:50]:
             print(f"nsg-guard: error: {err}", file=sys.stderr)

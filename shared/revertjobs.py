@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.errors import InputError, TransientError
 from shared.events import Actor, NsgChange
+from shared.exemptions import DEFAULT_EXEMPT_TAG, exemption_context, nsg_exemptions
 from shared.interfaces import NsgNotFound, NsgReader, RowSink
 from shared.model import Nsg, split_resource_id
 from shared.rows import RowContext, evaluation_row, remediation_row, validate_rows
@@ -130,6 +131,9 @@ class JobDeps:
     in_scope: Callable[[str], bool] = lambda nsg_id: True
     owner_tag: str = "owner"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    exempt_tag: str = DEFAULT_EXEMPT_TAG
+    exemption_settings: Any = None  # ExemptionSettings (None: defaults with exempt_tag)
+    exemptions: Any = None  # policy exemption reader (shared.azure.policyexemptions); None: none known
 
 
 @dataclass
@@ -201,6 +205,17 @@ def _run(job: RevertJob, dequeue_count: int, deps: JobDeps) -> JobOutcome:
         nsg = deps.reader.get_nsg(job.nsg_id)
     except NsgNotFound:
         return JobOutcome("nsg-gone", "the NSG no longer exists")
+    # The approvals are read again with the NSG: an exemption granted since the event is honoured, one that
+    # lapsed is not, and a revert never runs while they cannot be read.
+    with exemption_context(nsg_exemptions(deps, job.nsg_id, job.actor)) as exemptions:
+        if not exemptions.index.available:
+            log.error("revert job for %s: exemptions unreadable (%s), nothing reverted", job.nsg_id,
+                      exemptions.index.error)
+            return JobOutcome("exemptions-unavailable", f"policy exemptions unreadable: {exemptions.index.error}")
+        return _revert(job, nsg, dequeue_count, deps, ctx)
+
+
+def _revert(job: RevertJob, nsg: Nsg, dequeue_count: int, deps: JobDeps, ctx: RowContext) -> JobOutcome:
     evaluation = deps.reverter.evaluate(nsg)
 
     def durable(records: list[RemediationRecord]) -> None:  # write-ahead: planned rows first

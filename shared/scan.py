@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 
 from shared.errors import InputError
-from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
+from shared.exemptions import DEFAULT_EXEMPT_TAG, ExemptionContext, apply_exemptions
 from shared.jsonstream import nsg_items
 from shared.model import parse_nsg
 from shared.output import ScannedNsg
@@ -14,7 +14,8 @@ from shared.policy import Engine
 
 
 def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *,
-               exempt_tag: str = DEFAULT_EXEMPT_TAG, now: datetime | None = None) -> Iterator[ScannedNsg]:
+               exempt_tag: str = DEFAULT_EXEMPT_TAG, now: datetime | None = None,
+               exemptions: ExemptionContext | None = None) -> Iterator[ScannedNsg]:
     """Evaluate every NSG in every file. Bad NSGs are appended to ``errors`` (with file, NSG, rule)
     while the rest of the input is still checked, so one run reports every problem at once."""
     for path in paths:
@@ -33,4 +34,5 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
                                          rule=located.rule, field=located.field)
                 errors.append(located)
                 continue
-            yield ScannedNsg(path, apply_exemptions(engine.evaluate(nsg), exempt_tag, now or datetime.now(UTC)))
+            yield ScannedNsg(path, apply_exemptions(engine.evaluate(nsg), exempt_tag, now or datetime.now(UTC),
+                                                    exemptions))

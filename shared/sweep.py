@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,13 +39,21 @@ from shared.effective import (
     public_paths,
 )
 from shared.errors import InputError, NsgGuardError, TransientError
-from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
+from shared.exemptions import (
+    DEFAULT_EXEMPT_TAG,
+    ExemptionContext,
+    ExemptionSettings,
+    apply_exemptions,
+    exemption_context,
+    lapsed_exemption,
+)
 from shared.findings import STATUS_EXEMPT, STATUS_LATENT, STATUS_OPEN
 from shared.interfaces import RowSink
 from shared.inventory import NSG_QUERY, PUBLIC_NIC_QUERY, AttachmentIndex, Scope
 from shared.model import parse_nsg
 from shared.policy import SEVERITY_ORDER, Engine, NsgEvaluation
-from shared.rows import RowContext, evaluation_row, finding_row, sweep_row, validate_rows
+from shared.policyexemptions import ExemptionIndex, graph_exemptions
+from shared.rows import RowContext, evaluation_row, finding_row, remediation_row, sweep_row, validate_rows
 
 log = logging.getLogger("nsg_guard.sweep")
 
@@ -80,6 +88,10 @@ class SweepDeps:
     batch_rows: int = 5000
     clock: Callable[[], float] = time.monotonic
     strict_fields: bool = False  # NSGs come from Azure (ARM, Resource Graph): unknown rule fields are logged
+    exemption_settings: ExemptionSettings | None = None  # None: defaults with exempt_tag
+    reverter: Any = None  # shared.azure.remediate.Reverter: reverts findings whose exemption lapsed
+    exemption_fetch: Callable[[str], Any] | None = None  # ARM GET of one exemption (systemData)
+    jobs: Any = None  # shared.revertjobs.JobQueue: set, lapsed exemptions are reverted by revert_job
 
 
 @dataclass
@@ -132,12 +144,18 @@ class _Sweep:
         self.inventory_complete = True
         self.sources: list[str] = []
         self.graph_calls = {"nics": 0, "nsgs": 0}
+        self.exemptions = ExemptionContext()
+        self.exemptions_in_force = 0
+        self.exemption_calls = 0
+        self.budget: Any = None
+        self.reverted: dict[str, NsgEvaluation] = {}
 
     # --- driver ------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
         started = self.deps.clock()
         log.info("sweep %s started: scope %s", self.sweep_id, self.deps.scope.describe())
         self._load_context()
+        self._load_exemptions()
         self._inventory()
         for evaluation, own in self.pending:
             paths = public_paths(evaluation.nsg, self.index, inventory_complete=self.inventory_complete)
@@ -176,6 +194,25 @@ class _Sweep:
         except (TransientError, InputError) as exc:
             self.index = AttachmentIndex.unavailable()
             self._fail("nic-inventory", exc)
+
+    def _load_exemptions(self) -> None:
+        # Listed once per run; expiry is judged against the sweep's one "now".
+        settings = self.deps.exemption_settings or ExemptionSettings(tag_name=self.exempt_tag)
+        if self.deps.graph is None:
+            index = ExemptionIndex.unavailable("Resource Graph is not configured") if settings.policy \
+                else ExemptionIndex()
+        else:
+            before = self.deps.graph.calls
+            index = graph_exemptions(self.deps.graph, self.deps.scope, settings.policy, now=self.now,
+                                     max_days=settings.max_days, assignment=settings.assignment,
+                                     fetch=self.deps.exemption_fetch)
+            self.exemption_calls = self.deps.graph.calls - before
+        if not index.available:
+            self._fail("exemptions", index.error or "policy exemptions could not be read")
+        for rejected in index.rejected:
+            self._fail("exemptions", rejected)
+        self.exemptions = ExemptionContext(settings, index)
+        self.exemptions_in_force = len(index.in_force(self.now))
 
     # --- inventory -----------------------------------------------------------------------------------
     def _inventory(self) -> None:
@@ -242,7 +279,8 @@ class _Sweep:
 
     def _evaluate(self, nsg: Any) -> None:
         # The same path as events: evaluate, then exemptions (Exempt findings are kept, muted).
-        evaluation = apply_exemptions(self.engine.evaluate(nsg), self.exempt_tag, self.now)
+        evaluation = apply_exemptions(self.engine.evaluate(nsg), self.exempt_tag, self.now, self.exemptions)
+        evaluation = self._revert_lapsed(evaluation)
         partner = is_partner(nsg, self.index)
         waits = any(f.active and f.status == STATUS_OPEN for f in evaluation.findings) and \
             needs_pairing(nsg, self.index)
@@ -257,6 +295,44 @@ class _Sweep:
             return
         paths = public_paths(nsg, self.index, inventory_complete=False) if self.index.available else ()
         self._finish(evaluation, paths, own)
+
+    def _revert_lapsed(self, evaluation: NsgEvaluation) -> NsgEvaluation:
+        """Expiry acts: findings whose exemption expired, changed or was never approved go to the revert path
+        (which acts only in REVERT_MODE=enforce, records dry-runs, and shares one blast-radius budget)."""
+        reverter = self.deps.reverter
+        if reverter is None or not any(lapsed_exemption(f) for f in evaluation.findings):
+            return evaluation
+        if self.deps.jobs is not None:  # like events: the writes happen in revert_job, under the NSG's lease
+            from shared.revertjobs import RevertJob
+
+            job = RevertJob(evaluation.nsg.id, f"sweep:{self.ctx.run_id}:{evaluation.nsg.id}", datetime.now(UTC))
+            try:
+                self.deps.jobs.enqueue(job.to_json())
+            except NsgGuardError as exc:
+                self._fail("revert", exc, nsg=evaluation.nsg.id)
+            return evaluation
+        if self.budget is None:
+            from shared.azure.remediate import Budget
+
+            self.budget = Budget(reverter.config.max_changes)
+
+        def durable(records: list[Any]) -> None:  # write-ahead: the planned rows reach the sink before a write
+            planned = [remediation_row(self.ctx, r) for r in records]
+            validate_rows(planned)
+            self.deps.sink.send(planned)
+
+        try:
+            with exemption_context(self.exemptions):
+                revert = reverter.run(evaluation, self.budget, before_write=durable)
+        except NsgGuardError as exc:
+            self._fail("revert", exc, nsg=evaluation.nsg.id)
+            return evaluation
+        self._emit([remediation_row(self.ctx, r) for r in revert.records])
+        if revert.retryable_failure:
+            self._fail("revert", revert.retryable_failure, nsg=evaluation.nsg.id)
+        if revert.wrote and revert.evaluation is not None:
+            self.reverted[evaluation.nsg.id.lower()] = revert.evaluation
+        return evaluation
 
     def _finish(self, evaluation: NsgEvaluation, paths: Any, own: NsgExposure | None) -> None:
         result = apply_effective(evaluation, self.engine.evaluator, index_available=self.index.available,
@@ -274,11 +350,14 @@ class _Sweep:
                 self.effective_counts[eff] += 1
             if f.severity == "critical":
                 self.effective_counts["critical"] += 1
-        ev_row = evaluation_row(self.ctx, evaluation.nsg, result.evaluation.findings)
+        after = self.reverted.pop(evaluation.nsg.id.lower(), None)  # like events: the row after our writes
+        final = result.evaluation if after is None else after
+        ev_ctx = self.ctx if after is None else replace(self.ctx, time=datetime.now(UTC))
+        ev_row = evaluation_row(ev_ctx, final.nsg, final.findings)
         ev_row["Attachments"] = result.attachments
         rows.append(ev_row)
         self.nsgs += 1
-        self.compliant += result.evaluation.compliant
+        self.compliant += final.compliant
         self._emit(rows)
 
     # --- output --------------------------------------------------------------------------------------
@@ -311,6 +390,8 @@ class _Sweep:
             "findings": {s: self.open_by_severity.get(s, 0) for s in severities},
             "latent": self.status_counts.get(STATUS_LATENT, 0),
             "exempt": self.status_counts.get(STATUS_EXEMPT, 0),
+            "exemptionsInForce": self.exemptions_in_force,
+            "exemptionGraphCalls": self.exemption_calls,
             "effective": {"critical": self.effective_counts.get("critical", 0),
                           "reachable": self.effective_counts.get(REACHABLE, 0),
                           "unattached": self.effective_counts.get(UNATTACHED, 0),

@@ -10,7 +10,7 @@ from tests.nsgfactory import nsg, rule
 
 EXAMPLES = ["examples/estate.json", "examples/az-nsg-list.json", "examples/resource-graph.json"]
 CONTRACT_FIELDS = {"findingId": str, "nsgId": str, "nsgName": str, "ruleName": str, "ruleId": str,
-                   "port": int, "portKind": str, "exposure": str, "active": bool, "severity": str,
+                   "port": int, "portKind": str, "exposure": str, "active": bool, "status": str, "severity": str,
                    "priority": int, "sources": list, "reason": str}
 
 
@@ -174,22 +174,66 @@ def test_extra_tags_option(tmp_path, capsys):
     assert run(capsys, "scan", str(path), "--extra-tags", "CorpEgress")[0] == 0
 
 
-@pytest.mark.parametrize(("tag", "code", "status_note"), [
-    ("rules=AllowSSH; expires=2999-12-31; ticket=CHG-42", 0, "exempt until 2999-12-31: CHG-42"),
-    ("rules=AllowSSH; expires=2020-01-01; ticket=CHG-1", 1, None),
-    ("rules=AllowSSH", 1, None),  # malformed: reported as a finding of its own, never ignored
-])
-def test_scan_applies_exemptions(tmp_path, capsys, tag, code, status_note):
-    path = tmp_path / "exempt.json"
-    path.write_text(json.dumps(nsg([rule("AllowSSH", 300, "22", "*")], tags={"nsg-guard-exempt": tag})))
+SELF_EXEMPT = {"nsg-guard-exempt": "rules=*; expires=9999-12-31; reason=debug"}
+
+
+def _exemption_rows(nsg_json, expires, fingerprint_of=None):
+    """Resource Graph ``policyresources`` rows for one exemption of AllowSSH (fingerprint of ``fingerprint_of``)."""
+    from shared.model import parse_nsg
+    from shared.policyexemptions import rule_fingerprint
+
+    n = parse_nsg(fingerprint_of or nsg_json)
+    return {"data": [{
+        "id": f"{n.id}/providers/Microsoft.Authorization/policyExemptions/vendor", "name": "vendor",
+        "type": "microsoft.authorization/policyexemptions", "subscriptionId": n.subscription_id,
+        "properties": {"policyAssignmentId": f"/subscriptions/{n.subscription_id}/providers/Microsoft.Authorization/"
+                                             "policyAssignments/nsg-guard-internet-ssh",
+                       "exemptionCategory": "Waiver", "expiresOn": expires,
+                       "metadata": {"nsgGuard": {"ticket": "CHG-42", "rules": [
+                           {"nsgId": n.id, "rule": "AllowSSH", "fingerprint": rule_fingerprint(n.rules[0])}]}}}}],
+        "resultTruncated": "false"}
+
+
+def test_scan_self_exemption_tag_stays_open(tmp_path, capsys):
+    path = tmp_path / "self.json"
+    path.write_text(json.dumps(nsg([rule("AllowSSH", 300, "22", "*")], tags=SELF_EXEMPT)))
     got, out, _ = run(capsys, "scan", str(path), "--format", "json")
+    ssh = next(f for f in json.loads(out)["findings"] if f["ruleName"] == "AllowSSH")
+    assert got == 1 and ssh["status"] == "Open" and ssh["severity"] == "high" and ssh["active"]
+
+
+@pytest.mark.parametrize(("case", "code", "status"), [
+    ("valid", 0, "Exempt"),
+    ("expired", 1, "Open"),
+    ("widened", 1, "Open"),  # approved for a /32, the rule now allows '*'
+    ("too-long", 1, "Open"),  # exempts nothing, and is a finding of its own
+])
+def test_scan_applies_policy_exemptions_from_a_file(tmp_path, capsys, case, code, status):
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    live = nsg([rule("AllowSSH", 300, "22", "*")])
+    expires = {"expired": now - timedelta(hours=1), "too-long": now + timedelta(days=91)}.get(
+        case, now + timedelta(days=30)).isoformat()
+    approved = nsg([rule("AllowSSH", 300, "22", "52.1.2.3/32")]) if case == "widened" else None
+    (tmp_path / "nsg.json").write_text(json.dumps(live))
+    (tmp_path / "ex.json").write_text(json.dumps(_exemption_rows(live, expires, approved)))
+    got, out, err = run(capsys, "scan", str(tmp_path / "nsg.json"), "--exemptions", str(tmp_path / "ex.json"),
+                        "--format", "json")
     findings = json.loads(out)["findings"]
     ssh = next(f for f in findings if f["ruleName"] == "AllowSSH")
-    assert got == code and ssh["severity"] == "high"
-    assert (status_note in ssh["reason"]) if status_note else ("exempt until" not in ssh["reason"])
-    if tag == "rules=AllowSSH":
-        (bad,) = [f for f in findings if f["portKind"] == "exemption-tag"]
-        assert bad["severity"] == "low" and "malformed" in bad["reason"]
+    assert (got, ssh["status"]) == (code, status), err
+    if case == "too-long":
+        (bad,) = [f for f in findings if f["portKind"] == "exemption"]
+        assert bad["severity"] == "low" and "more than 90 days" in bad["reason"]
+
+
+@pytest.mark.parametrize("content", ['{"value": [], "nextLink": "https://x"}', '[{"name": "no id"}]', "nope"])
+def test_scan_rejects_unusable_exemption_files(tmp_path, capsys, content):
+    (tmp_path / "nsg.json").write_text(json.dumps(nsg([rule("AllowSSH", 300, "22", "*")])))
+    (tmp_path / "ex.json").write_text(content)
+    got, _, err = run(capsys, "scan", str(tmp_path / "nsg.json"), "--exemptions", str(tmp_path / "ex.json"))
+    assert got == 2 and "ex.json" in err and "Traceback" not in err
 
 
 def test_closed_pipe_is_not_a_crash():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -179,11 +180,15 @@ def test_default_plans_only_add_our_denies_never_touch_user_rules():
 
 
 def test_exempt_findings_are_not_targets():
-    from shared.exemptions import apply_exemptions
+    from shared.exemptions import ExemptionContext, apply_exemptions
+    from shared.policyexemptions import ApprovedRule, ExemptionIndex, PolicyExemption, rule_fingerprint
 
-    n = parse_nsg(nsg([rule("AllowSSH", 300, "22", "*")],
-                      tags={"nsg-guard-exempt": "rules=AllowSSH; expires=2999-01-01; reason=x"}))
-    evaluation = apply_exemptions(ENGINE.evaluate(n))
+    n = parse_nsg(nsg([rule("AllowSSH", 300, "22", "*")]))
+    approval = PolicyExemption(f"{n.id}/providers/Microsoft.Authorization/policyExemptions/e", "e", n.id, "a",
+                               "Waiver", datetime(2999, 1, 1, tzinfo=UTC), None, "secops", "User",
+                               (ApprovedRule(None, "AllowSSH", rule_fingerprint(n.rules[0])),))
+    evaluation = apply_exemptions(ENGINE.evaluate(n), context=ExemptionContext(index=ExemptionIndex([approval])))
+    assert [f.status for f in evaluation.findings] == ["Exempt"]
     assert plan_revert(n, evaluation.findings, ENGINE.evaluator).targets == ()
 
 

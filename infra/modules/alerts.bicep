@@ -78,6 +78,31 @@ var rules = [
     operator: 'LessThan'
     threshold: 1
   }
+  // --- exemptions (docs/exemptions.md): every new approval is visible, and so is one about to lapse ---
+  {
+    name: 'nsgguard-new-exemption'
+    displayName: 'NSG Guard: new exemption'
+    description: 'An NSG Guard exemption (Azure Policy exemption, or a tag exemption / one that exempts nothing) was seen for the first time in 2 days.'
+    severity: 3
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    overrideQueryTimeRange: 'P2D'
+    query: loadTextContent('../../queries/alert_new_exemption.kql')
+    operator: 'GreaterThan'
+    threshold: 0
+  }
+  {
+    name: 'nsgguard-exemption-expiring'
+    displayName: 'NSG Guard: exemption expires within 7 days'
+    description: 'An exemption in force expires within 7 days; after that the finding is Open again and, with REVERT_MODE=enforce, reverted.'
+    severity: 3
+    evaluationFrequency: 'P1D'
+    windowSize: 'P1D'
+    overrideQueryTimeRange: 'P2D'
+    query: loadTextContent('../../queries/alert_exemption_expiring.kql')
+    operator: 'GreaterThan'
+    threshold: 0
+  }
 ]
 
 resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [for r in rules: {

@@ -48,5 +48,8 @@ resource assignment 'Microsoft.Authorization/policyAssignments@2024-04-01' = {
   }
 }
 
+// Exemptions (docs/exemptions.md) point at this assignment: it is deployed even with effect 'Audit' (no deny),
+// and NSG Guard recognises it by its name, or by EXEMPTION_ASSIGNMENT_ID when that app setting is set.
+output exemptionAssignmentName string = assignment.name
 output definitionId string = definition.id
 output assignmentId string = assignment.id

@@ -30,6 +30,8 @@ PANELS = [
     ("mttr.kql", "Mean time to remediate (hours)", "table", 50, "param"),
     ("reverts.kql", "Reverts per day", "barchart", 50, "param"),
     ("top_actors_port22.kql", "Top actors opening TCP 22 to the internet", "table", 100, "param"),
+    ("exempt_findings_by_severity.kql", "Exempt findings by severity (beside the open ones)", "barchart", 33, 30),
+    ("exemptions_in_force.kql", "Exemptions in force (approver, expiry)", "table", 67, 30),
 ]
 
 

@@ -421,7 +421,9 @@ def remediate_nsg(nsg_id: str, settings: Any = None, mode: str | None = None) ->
 
     from shared.azure.credentials import make_credential
     from shared.azure.network import AzureNetwork
+    from shared.azure.policyexemptions import nsg_exemption_context
     from shared.config import Settings
+    from shared.exemptions import exemption_context
 
     settings = settings or Settings.from_env()
     if mode is not None:
@@ -432,6 +434,7 @@ def remediate_nsg(nsg_id: str, settings: Any = None, mode: str | None = None) ->
         reverter = build_reverter(settings, engine, network)
         if reverter is None:
             return RevertOutcome()
-        return reverter.run(reverter.evaluate(network.get_nsg(nsg_id)))
+        with exemption_context(nsg_exemption_context(settings, network, nsg_id)):  # approvals hold here too
+            return reverter.run(reverter.evaluate(network.get_nsg(nsg_id)))
     finally:
         network.close()

@@ -9,6 +9,7 @@ from typing import Any
 from shared.azure.credentials import make_credential
 from shared.azure.ingestion import LogsIngestionSink
 from shared.azure.network import AzureNetwork
+from shared.azure.policyexemptions import ArmPolicyExemptions
 from shared.azure.remediate import build_reverter
 from shared.config import Settings
 from shared.errors import ConfigError
@@ -49,7 +50,8 @@ def build_event_deps(settings: Settings) -> EventDeps:
     network = AzureNetwork(settings, credential)
     engine = Engine(settings.policy)
     deps = EventDeps(reader=network, sink=sink, engine=engine, owner_tag=settings.owner_tag,
-                     exempt_tag=settings.exempt_tag, reverter=build_reverter(settings, engine, network))
+                     exempt_tag=settings.exempt_tag, reverter=build_reverter(settings, engine, network),
+                     exemption_settings=settings.exemptions, exemptions=ArmPolicyExemptions(network))
     return with_revert_queue(deps, settings, credential)
 
 
@@ -110,7 +112,9 @@ def job_deps() -> JobDeps:
     if reverter is None:
         raise ConfigError("revert_job ran with REVERT_MODE=off: set REVERT_MODE or drain the queue")
     return JobDeps(reader=network, sink=sink, reverter=reverter, locks=build_locks(settings, credential),
-                   in_scope=scope_check(settings, credential) or (lambda nsg_id: True), owner_tag=settings.owner_tag)
+                   in_scope=scope_check(settings, credential) or (lambda nsg_id: True), owner_tag=settings.owner_tag,
+                   exempt_tag=settings.exempt_tag, exemption_settings=settings.exemptions,
+                   exemptions=ArmPolicyExemptions(network))
 
 
 @cache
@@ -125,13 +129,26 @@ def build_sweep_deps(settings: Settings, *, sink: RowSink | None = None, **clien
     credential = make_credential(settings)
     if sink is None:
         sink = outboxed(LogsIngestionSink(settings, credential), build_outbox(settings, credential))
+    network, engine = AzureNetwork(settings, credential, **client_options), Engine(settings.policy)
     return SweepDeps(
-        sink=sink, engine=Engine(settings.policy),
+        sink=sink, engine=engine,
         graph=ResourceGraphSource(settings, credential, **client_options),
-        lister=ArmSubscriptionLister(AzureNetwork(settings, credential, **client_options)),
+        lister=ArmSubscriptionLister(network),
+        exemption_settings=settings.exemptions, reverter=build_reverter(settings, engine, network),
+        exemption_fetch=ArmPolicyExemptions(network).get,
         scope=Scope(settings.sweep_subscriptions, settings.sweep_management_groups),
         owner_tag=settings.owner_tag, exempt_tag=settings.exempt_tag, batch_rows=settings.sweep_batch_rows,
+        jobs=_sweep_jobs(settings, credential),
     )
+
+
+def _sweep_jobs(settings: Settings, credential: Any) -> Any:
+    """The revert queue when reverting is on: lapsed exemptions found by the sweep become revert jobs."""
+    if settings.revert_mode == "off":
+        return None
+    from shared.azure.queue import build_queue
+
+    return build_queue(settings, credential)
 
 
 def sweep_from_env() -> SweepResult:

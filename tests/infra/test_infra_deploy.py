@@ -379,12 +379,16 @@ KPI_FILES = {
     "mttr.kql",
     "reverts.kql",
     "top_actors_port22.kql",
+    "exempt_findings_by_severity.kql",
+    "exemptions_in_force.kql",
 }
 ALERT_FILES = {
     "alert_new_high_critical.kql",
     "alert_revert_failed.kql",
     "alert_sweep_failed.kql",
     "alert_sweep_missing.kql",
+    "alert_new_exemption.kql",
+    "alert_exemption_expiring.kql",
 }
 
 
@@ -422,6 +426,13 @@ COMPUTED = {
     "ALERT",
     "KPI",
     "RowId",
+    "ExemptionId",  # exemptions: Details.exemption.* projected
+    "Approver",
+    "ExpiresOn",
+    "Ticket",
+    "RunId",
+    "ExemptFindings",
+    "Rules",
 }
 
 

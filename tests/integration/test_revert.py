@@ -12,6 +12,7 @@ from shared.restore import restore_from_file
 from tests.azurite import azurite  # noqa: F401
 from tests.azurite_queue import AzuriteStorage, azurite_queue_port, azurite_storage, unique  # noqa: F401
 from tests.eventfactory import event_dict, function_event
+from tests.exemptionfactory import expired_exemption, seed_exemption
 from tests.integration.conftest import Guard
 from tests.nsgfactory import nsg, nsg_id, rule
 
@@ -192,8 +193,8 @@ def test_star_rule_at_100_is_shifted_by_one_and_denied(revert):
 
 def test_exempt_rule_is_not_changed_and_recorded_as_exempt(revert):
     guard = revert("enforce")
-    tag = "rules=AllowSSH; expires=2999-12-31; ticket=CHG-1234; reason=vendor migration"
-    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)], {"nsg-guard-exempt": tag})
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    seed_exemption(guard.azure, NSG_ID, ["AllowSSH"], ticket="CHG-1234")  # a Policy exemption: an approval
     deliver(guard)
     assert guard.azure.count("arm.put") == 0 and done(guard.rows(RecordType="remediation")) == []
     (finding,) = guard.rows(RecordType="finding")
@@ -203,12 +204,13 @@ def test_exempt_rule_is_not_changed_and_recorded_as_exempt(revert):
 
 def test_expired_exemption_is_reverted(revert):
     guard = revert("enforce")
-    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)],
-         {"nsg-guard-exempt": "rules=AllowSSH; expires=2020-01-31; ticket=CHG-1"})
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    expired_exemption(guard.azure, NSG_ID, ["AllowSSH"], ticket="CHG-1")
     deliver(guard)
     assert len(ours(guard)) == 1
     (finding,) = guard.rows(RecordType="finding")
-    assert finding["Status"] == "Open" and finding["Details"]["expiredExemption"]["ticket"] == "CHG-1"
+    (lapsed,) = finding["Details"]["exemptionNotApplied"]
+    assert finding["Status"] == "Open" and (lapsed["code"], lapsed["ticket"]) == ("expired", "CHG-1")
     assert done(guard.rows(RecordType="remediation"))[0]["Result"] == "verified"
 
 
@@ -445,3 +447,31 @@ def test_revert_cannot_end_verified_while_22_stays_open_behind_a_source_port_lim
     assert open_ids(guard) == []
     live = Engine().evaluate(parse_nsg(guard.azure.get_nsg(NSG_ID), strict=False))
     assert [f.rule.name for f in live.findings if f.active and f.port == 22] == []
+
+
+def test_revert_job_honours_an_exemption_approved_after_the_event(revert):
+    """The job re-reads the approvals with the NSG: an exemption granted while the job waited is honoured."""
+    guard = revert("enforce")
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    Guard.deliver(guard, function_event("eventgrid-rule-write.json", NSG_ID, "AllowSSH"))  # queued, not run
+    seed_exemption(guard.azure, NSG_ID, ["AllowSSH"], ticket="CHG-7")
+    guard.run_jobs()
+    assert ours(guard) == {} and guard.azure.count("arm.put") == 0
+    assert done(guard.rows(RecordType="remediation")) == []
+
+
+def test_sweep_sends_a_lapsed_exemption_to_the_revert_queue(revert):
+    """Expiry acts through the same queue as events: the sweep writes nothing itself, the job reverts."""
+    from shared.azure.wiring import build_sweep_deps
+    from shared.config import Settings
+    from shared.sweep import run_sweep
+
+    guard = revert("enforce")
+    seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])
+    expired_exemption(guard.azure, NSG_ID, ["AllowSSH"])
+    run_sweep(build_sweep_deps(Settings.from_env()))
+    assert ours(guard) == {} and guard.azure.count("arm.put") == 0
+    guard.run_jobs()
+    assert len(ours(guard)) == 1
+    (row,) = done(guard.rows(RecordType="remediation"))
+    assert row["Result"] == "verified" and row["NsgName"] == NSG

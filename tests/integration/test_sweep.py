@@ -7,6 +7,7 @@ import base64
 import json
 import math
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from shared.azure.graph import ResourceGraphSource
 from shared.azure.wiring import build_sweep_deps
 from shared.config import Settings
 from shared.sweep import SweepResult, run_sweep
+from tests.exemptionfactory import expired_exemption, seed_exemption
 from tests.integration.conftest import function, local_env
 
 SUBS = ("11111111-0000-4000-8000-000000000001", "22222222-0000-4000-8000-000000000002",
@@ -76,7 +78,8 @@ def test_timer_sweeps_everything_and_writes_a_summary_row(local_azure: LocalAzur
     assert (d["nsgs"], d["compliant"], d["findings"]["high"], d["failures"]) == (12, 8, 4, [])
     assert d["compliancePercent"] == pytest.approx(66.67) and summary["Result"] == "completed"
     assert {r["SweepId"] for r in local_azure.ingested()} == {summary["SweepId"]}
-    assert local_azure.count("graph") == 2  # one NIC query page + one NSG page
+    # one NIC query page + one policy exemption page (listed once per run) + one NSG page
+    assert local_azure.count("graph") == 3 and d["exemptionGraphCalls"] == 1
     assert local_azure.count("arm.get") == 0 and local_azure.count("arm.list") == 0
 
 
@@ -131,7 +134,7 @@ def test_graph_unavailable_falls_back_per_subscription_and_one_subscription_fail
     evaluated = {r["NsgId"] for r in rows(local_azure, RecordType="evaluation")}
     assert evaluated == {i for i in estate if SUBS[1] not in i}
     stages = Counter(f["stage"] for f in result.failures)
-    assert stages == {"nic-inventory": 1, "resource-graph": 1, "list": 1}
+    assert stages == {"nic-inventory": 1, "exemptions": 1, "resource-graph": 1, "list": 1}
     assert result.summary["failedSubscriptions"] == [SUBS[1]]
     assert result.summary["source"] == "resource-graph+per-subscription"
     (summary,) = rows(local_azure, RecordType="sweep")
@@ -233,22 +236,31 @@ def test_effective_exposure_end_to_end(local_azure: LocalAzure):
 
 def test_sweep_applies_exemptions_like_the_event_path(local_azure: LocalAzure, env: dict[str, str]):
     sub = SUBS[0]
-    for name, tag in (("exempt", "rules=AllowSSH; expires=2999-12-31; ticket=CHG-42"),
-                      ("expired", "rules=AllowSSH; expires=2020-01-01; ticket=CHG-1"),
-                      ("broken", "rules=AllowSSH")):
-        body = nsg_body(sub, "rg", f"nsg-{name}", [("AllowSSH", rule_body(300, "22", "*"))],
-                        tags={"nsg-guard-exempt": tag})
+    ids = {}
+    for name in ("exempt", "expired", "too-long", "self-tagged"):
+        tags = {"nsg-guard-exempt": "rules=AllowSSH; expires=2999-12-31; ticket=CHG-42"} \
+            if name == "self-tagged" else {}
+        body = nsg_body(sub, "rg", f"nsg-{name}", [("AllowSSH", rule_body(300, "22", "*"))], tags=tags)
         body["properties"]["subnets"] = [{"id": f"/subscriptions/{sub}/resourceGroups/rg/providers/"
                                                f"Microsoft.Network/virtualNetworks/vnet/subnets/{name}"}]
-        local_azure.seed_nsg(body)
+        ids[name] = local_azure.seed_nsg(body)
+    now = datetime.now(UTC)
+    seed_exemption(local_azure, ids["exempt"], ["AllowSSH"], ticket="CHG-42")
+    expired_exemption(local_azure, ids["expired"], ["AllowSSH"])
+    seed_exemption(local_azure, ids["too-long"], ["AllowSSH"], expires=now + timedelta(days=91))
     result = sweep_with(local_azure)
     by_nsg = {r["NsgName"]: r for r in rows(local_azure, RecordType="finding", RuleName="AllowSSH")}
-    assert by_nsg["nsg-exempt"]["Status"] == "Exempt" and "exempt until 2999-12-31" in by_nsg["nsg-exempt"]["Reason"]
+    exempt = by_nsg["nsg-exempt"]
+    assert exempt["Status"] == "Exempt" and exempt["Details"]["exemption"]["ticket"] == "CHG-42"
+    assert exempt["Details"]["exemption"]["id"].endswith("/policyExemptions/" + exempt["Details"]["exemption"]
+                                                         ["id"].rsplit("/", 1)[-1])
     assert by_nsg["nsg-expired"]["Status"] == "Open"
-    assert by_nsg["nsg-broken"]["Status"] == "Open"
-    (tag_finding,) = rows(local_azure, RecordType="finding", PortKind="exemption-tag")
-    assert tag_finding["NsgName"] == "nsg-broken" and tag_finding["Severity"] == "low"
+    assert by_nsg["nsg-expired"]["Details"]["exemptionNotApplied"][0]["code"] == "expired"
+    assert by_nsg["nsg-too-long"]["Status"] == "Open" and by_nsg["nsg-self-tagged"]["Status"] == "Open"
+    (problem,) = rows(local_azure, RecordType="finding", PortKind="exemption")
+    assert problem["NsgName"] == "nsg-too-long" and problem["Severity"] == "low"
     assert result.summary["compliant"] == 1  # only the validly exempted NSG
+    assert result.summary["exempt"] == 1 and result.summary["exemptionsInForce"] == 1  # too-long is a problem
 
 
 # --- issue 9: the sweep cannot be blinded -------------------------------------------------------------------------
