@@ -8,6 +8,7 @@ twice) all become one :class:`InputError` naming the file, never a traceback and
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import json
 import re
@@ -221,8 +222,9 @@ def load_rows(path: str | Path, *, kinds: Iterable[str] | None = None) -> list[d
     ``{"rows": [...]}``, or a Log Analytics query result (``{"tables": [{"columns", "rows"}]}``).
 
     Every record must be an object: nothing is skipped. Columns the table declares ``dynamic`` arrive as
-    JSON strings from Log Analytics exports and are decoded. With ``kinds``, every row must carry a
-    ``RecordType`` and at least one must be of those kinds; the error names the file and line.
+    JSON strings from Log Analytics exports and are decoded. Every row must carry a ``RecordType`` (an
+    NSG Guard table row, not an NSG or some other export) and the file must hold at least one; with
+    ``kinds``, at least one row must be of those kinds. Errors name the file and line.
     """
     source = source_name(path)
     text = read_text(path)
@@ -243,7 +245,6 @@ def load_rows(path: str | Path, *, kinds: Iterable[str] | None = None) -> list[d
             data, lines = _from_tables(data["tables"], source), []
         else:
             data = data.get("value") or data.get("rows") or [data]
-            lines = []
     if not isinstance(data, list):
         raise InputError("expected table rows (a JSON array or JSON lines)", source=source)
     types = _column_types()
@@ -253,8 +254,7 @@ def load_rows(path: str | Path, *, kinds: Iterable[str] | None = None) -> list[d
         if not isinstance(record, Mapping):
             raise InputError(f"every row must be a JSON object{_at(line)}", source=source)
         rows.append(decode_row(record, types, source, line))
-    if kinds is not None:
-        _check_kinds(rows, lines, tuple(kinds), source)
+    _check_kinds(rows, lines, tuple(kinds) if kinds is not None else None, source)
     return rows
 
 
@@ -316,25 +316,33 @@ def _from_tables(tables: list[Any], source: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _check_kinds(rows: list[dict[str, Any]], lines: list[int], kinds: tuple[str, ...], source: str) -> None:
-    wanted = " or ".join(repr(k) for k in kinds)
+def _check_kinds(rows: list[dict[str, Any]], lines: list[int], kinds: tuple[str, ...] | None,
+                 source: str) -> None:
+    wanted = ("kind " + " or ".join(repr(k) for k in kinds)) if kinds else "NSG Guard's table"
+    if not rows:
+        raise InputError(f"no table rows in the file (expected rows of {wanted})", source=source)
     for n, row in enumerate(rows):
         if not isinstance(row.get("RecordType"), str):
             line = lines[n] if n < len(lines) else None
             where = f"line {line}" if line else f"row {n + 1}"
-            raise InputError(f"{where} is not an NSG Guard table row (no RecordType); expected rows of kind "
+            raise InputError(f"{where} is not an NSG Guard table row (no RecordType); expected rows of "
                              f"{wanted}", source=source)
-    if not any(r["RecordType"] in kinds for r in rows):
+    if kinds and not any(r["RecordType"] in kinds for r in rows):
         found = sorted({r["RecordType"] for r in rows})
-        raise InputError(f"no rows of kind {wanted} in the file (found: {', '.join(found) or 'no rows'})",
+        raise InputError(f"no rows of {wanted} in the file (found: {', '.join(found) or 'no rows'})",
                          source=source)
 
 
 def _item_lines(text: str, data: Any) -> list[int]:
     """Line of each top-level record in a JSON array (or under value/rows): for error messages."""
     if isinstance(data, list):
-        return [text.count("\n", 0, start) + 1 for start, _ in item_spans(text, None)]
-    return []
+        spans = item_spans(text, None)
+    elif isinstance(data, Mapping) and isinstance(data.get("value") or data.get("rows"), list):
+        spans = item_spans(text, "value" if data.get("value") else "rows")
+    else:
+        return []
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    return [bisect.bisect_left(newlines, start) + 1 for start, _ in spans]
 
 
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
+REPORT_KINDS = ("finding", "evaluation", "sweep", "remediation")
 
 
 def register(sub: Any) -> None:
@@ -162,9 +163,10 @@ def _sweep(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from shared.kpis import compute_kpis, load_rows, render_report
+    from shared.files import load_rows
+    from shared.kpis import compute_kpis, render_report
 
-    kpis = compute_kpis(load_rows(args.source))
+    kpis = compute_kpis(load_rows(args.source, kinds=REPORT_KINDS))
     print(json.dumps(kpis.to_json(), indent=2) if args.json else render_report(kpis))
     return EXIT_OK
 
