@@ -6,7 +6,10 @@ import argparse
 import sys
 import threading
 
+from shared.errors import InputError
+
 from .auth import DEFAULT_TOKEN
+from .seeds import seed_file
 from .server import LocalAzure
 
 
@@ -32,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         verbose=args.verbose,
     )
-    for path in args.seed:
-        azure.seed_file(path)
+    try:
+        counts = [seed_file(azure, path) for path in args.seed]
+    except InputError as exc:
+        print(f"localazure: error: {exc}", file=sys.stderr)
+        return 2
+    for path, c in zip(args.seed, counts, strict=True):
+        if c.nsgs == 0:
+            print(f"localazure: WARNING: {path} holds no NSGs", file=sys.stderr)
     azure.start()
     print(f"localazure listening on {azure.url}", flush=True)
     print(f"  CA certificate : {azure.ca_path}  (pass connection_verify=<this>)")

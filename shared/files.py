@@ -189,8 +189,8 @@ class DocumentChecker:
                 self.warnings.append(f"file {doc.source}: partial result: {reason}; scanned anyway "
                                      "(--allow-partial): NSGs on the missing pages are NOT checked")
             else:
-                errors.append(InputError(f"partial result: {reason}; fetch every page, or pass "
-                                         "--allow-partial to scan this part anyway", source=doc.source))
+                errors.append(InputError(f"partial result: {reason}; fetch every page (nsg-guard scan "
+                                         "--allow-partial scans this part anyway)", source=doc.source))
         for index, item in enumerate(doc.items):
             label = _label(item, index + 1)
             reason = incomplete_reason(item)

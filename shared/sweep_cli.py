@@ -77,18 +77,14 @@ def local_env(azure: Any) -> dict[str, str]:
 
 def seed_local(azure: Any, path: str) -> int:
     """Seed the stand-ins from ``{"nsgs": [...], "nics": [...], "publicIps": [...]}`` or any NSG document
-    ``nsg-guard scan`` reads (one NSG, a list, an ARM ``{"value": [...]}`` page, Resource Graph rows)."""
-    from shared.files import load_json_file
-    from shared.model import iter_nsg_documents
+    ``nsg-guard scan`` reads (one NSG, a list, an ARM ``{"value": [...]}`` page, Resource Graph rows, the
+    az CLI shape), checked like a scan input. Returns the NSGs seeded."""
+    from localazure.seeds import seed_file
 
-    doc = load_json_file(path)
-    if isinstance(doc, dict) and "nsgs" in doc:
-        return int(azure.seed_file(path))
-    count = 0
-    for body in iter_nsg_documents(doc):
-        azure.seed_nsg(body)
-        count += 1
-    return count
+    counts = seed_file(azure, path)
+    if counts.nsgs == 0:
+        print(f"nsg-guard: WARNING: {path} holds no NSGs: the sweep has nothing to check", file=sys.stderr)
+    return counts.nsgs
 
 
 class TeeSink:
@@ -119,7 +115,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         rows_dir = args.local_rows or tempfile.mkdtemp(prefix="nsg-guard-sweep-")
         with LocalAzure(data_dir=rows_dir) as azure:
             loaded = seed_local(azure, args.local)
-            print(f"localazure: {loaded} items seeded from {args.local} at {azure.url}", file=sys.stderr)
+            print(f"localazure: {loaded} NSGs seeded from {args.local} at {azure.url}", file=sys.stderr)
             settings = Settings.from_env({**os.environ, **local_env(azure)})
             code = _sweep(args, settings)
         print(f"rows ingested by the stand-in: {Path(rows_dir) / (azure.stream + '.jsonl')}", file=sys.stderr)
