@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.progress import Progress
+
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
 REPORT_KINDS = ("finding", "evaluation", "sweep", "remediation")
 
@@ -87,6 +89,29 @@ def seed_local(azure: Any, path: str) -> int:
     return counts.nsgs
 
 
+class CountingGraph:
+    """A Resource Graph source that reports NSG rows read to a :class:`Progress` (delegates the rest)."""
+
+    def __init__(self, inner: Any, progress: Progress) -> None:
+        self.inner = inner
+        self.progress = progress
+
+    @property
+    def calls(self) -> int:
+        return int(self.inner.calls)
+
+    def pages(self, query: str, scope: Any) -> Any:
+        from shared.inventory import NSG_QUERY
+
+        for page in self.inner.pages(query, scope):
+            if query == NSG_QUERY:
+                self.progress.advance(len(page), f"{self.calls} Resource Graph calls")
+            yield page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 class TeeSink:
     """Send to the real sink, and append the rows to a JSON Lines file as well."""
 
@@ -141,11 +166,18 @@ def _sweep(args: argparse.Namespace, settings: Any) -> int:
         sink = outboxed(TeeSink(LogsIngestionSink(settings, credential), args.rows_out),
                         build_outbox(settings, credential))
     deps = build_sweep_deps(settings, sink=sink)
+    progress = Progress("NSGs swept")
+    if deps.graph is not None:
+        deps.graph = CountingGraph(deps.graph, progress)
     try:
         result = run_sweep(deps)
     finally:
+        progress.done()
         _close(deps.graph, deps.sink)
     s = result.summary
+    if not s["nsgs"]:
+        print("nsg-guard: WARNING: the sweep found no NSGs: nothing was checked (wrong subscriptions or "
+              "missing Reader role?)", file=sys.stderr)
     if args.json:
         print(json.dumps({"sweepId": result.sweep_id, **s}, indent=2))
     else:
@@ -179,7 +211,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     source = BlobDeadLetters(blob_service(settings, make_credential(settings)),
                              args.container or settings.deadletter_container)
     deps = None if args.dry_run else build_event_deps(settings)
-    report = replay_deadletters(source, lambda event: handle_nsg_event(event, deps), prefix=args.prefix,
-                                keep=args.keep, dry_run=args.dry_run)
+    progress = Progress("events replayed")
+
+    def handle(event: Any) -> Any:
+        outcome = handle_nsg_event(event, deps)
+        progress.advance()
+        return outcome
+
+    try:
+        report = replay_deadletters(source, handle, prefix=args.prefix, keep=args.keep, dry_run=args.dry_run)
+    finally:
+        progress.done()
     print(json.dumps(report.summary(), indent=2))
     return EXIT_PARTIAL if report.failed else EXIT_OK
