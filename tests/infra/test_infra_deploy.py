@@ -105,7 +105,7 @@ def test_setting_defaults_match_the_app_contract(param, default):
 
 
 def test_every_setting_is_documented():
-    doc = read("README.md")
+    doc = read("docs/deploy.md")
     for name in APP_SETTINGS + HOST_SETTINGS:
         assert f"`{name}`" in doc, name
 
@@ -210,7 +210,7 @@ def test_custom_role_is_exactly_the_documented_actions():
     assert "actions: enableEnforce ? concat(readActions, enforceActions) : readActions" in role
     assert "*" not in "".join(READ_ACTIONS | ENFORCE_ACTIONS)
     assert "networkSecurityGroups/write'" not in role.replace("securityRules/write'", "")
-    doc = read("README.md")
+    doc = read("docs/deploy.md")
     for action in READ_ACTIONS | ENFORCE_ACTIONS:
         assert f"`{action}`" in doc, action
 
