@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Sequence
 
 from shared import __version__, remediate_cli, sweep_cli
-from shared.errors import ConfigError, InputError
+from shared.errors import ConfigError, InputError, TransientError
 from shared.findings import STATUS_EXEMPT
 from shared.policy import DEFAULT_MANAGEMENT_PORTS, SEVERITY_ORDER, Policy, parse_port_list, watched_ports
 
@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError) as exc:
         print(f"nsg-guard: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except TransientError as exc:  # Azure stayed unavailable after retries: a failure to report, not a bug
+        print(f"nsg-guard: failed (transient, retry later): {exc}", file=sys.stderr)
+        return EXIT_FINDINGS
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -165,8 +165,13 @@ _SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": 
 _PORT_NAMES = {22: "SSH", 3389: "RDP", 5985: "WinRM (HTTP)", 5986: "WinRM (HTTPS)", 23: "Telnet"}
 
 
+_PORT_KINDS = ("ssh", "ssh-custom", "management")
+
+
 def _sarif_rule_id(f: Finding) -> str:
-    middle = f"{f.port_kind}/{f.port}" if f.port_kind not in ("ssh", "ssh-custom") else f.port_kind
+    if f.port_kind not in _PORT_KINDS:  # findings about the NSG itself (a malformed exemption tag, ...)
+        return f"NSGG/{f.port_kind}"
+    middle = f"{f.port_kind}/{f.port}" if f.port_kind == "management" else f.port_kind
     return f"NSGG/{middle}/{f.exposure}" + ("" if f.active else "/latent")
 
 
@@ -177,6 +182,8 @@ def _rule_name(rule_id: str) -> str:
 
 
 def _service(f: Finding) -> str:
+    if f.port_kind not in _PORT_KINDS:
+        return f"NSG Guard {f.port_kind} problem"
     if f.port_kind == "ssh":
         return "SSH (TCP 22)"
     if f.port_kind == "ssh-custom":
@@ -186,6 +193,9 @@ def _service(f: Finding) -> str:
 
 def _help(f: Finding) -> str:
     service = _service(f)
+    if f.port_kind not in _PORT_KINDS:
+        return (f"{service}: something on the NSG itself that NSG Guard cannot use as written; the result's "
+                "message says what and how to fix it.")
     if f.port_kind == "ssh":
         fix = ("Restrict the rule's sources to trusted ranges (VPN, Azure Bastion, Just-In-Time access), or "
                "move SSH to the organisation's standard port.")
@@ -225,7 +235,8 @@ def render_sarif(results: Sequence[ScannedNsg]) -> str:
                 rule = rules[rid] = {
                     "id": rid,
                     "name": name,
-                    "shortDescription": {"text": f"{_service(f)} reachable from {f.exposure} sources"
+                    "shortDescription": {"text": _service(f) if f.port_kind not in _PORT_KINDS else
+                                         f"{_service(f)} reachable from {f.exposure} sources"
                                          + ("" if f.active else " (latent, shadowed)")},
                     "help": {"text": _help(f)},
                     "properties": {"tags": ["security", "azure", "nsg"],

@@ -89,3 +89,13 @@ def test_rules_have_security_severity_unique_names_and_service_help(capsys):
     latent = by_id["NSGG/ssh/internet/latent"]
     assert latent["name"] != by_id["NSGG/ssh/internet"]["name"] and "Latent" in latent["name"]
     assert all(r["ruleId"] in by_id for r in run["results"])
+
+
+def test_findings_about_the_nsg_itself_get_their_own_rule(tmp_path, capsys):
+    path = tmp_path / "badtag.json"
+    path.write_text(json.dumps(nsg([rule("AllowHttps", 300, "443", "*")], tags={"nsg-guard-exempt": "rules=x"})))
+    run = sarif(capsys, path)
+    (result,) = run["results"]
+    (r,) = run["tool"]["driver"]["rules"]
+    assert result["ruleId"] == r["id"] == "NSGG/exemption-tag" and r["name"] == "ExemptionTag"
+    assert "TCP" not in r["help"]["text"] and "reachable" not in r["shortDescription"]["text"]
