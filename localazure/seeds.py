@@ -68,6 +68,7 @@ def read_seed(path: str | Path) -> tuple[list[dict[str, Any]], list[Any], list[A
                 raise InputError(f"field {key!r} must be a list of objects", source=source)
         doc = NsgDocument(source, "", list(data.get("nsgs", [])), paging_markers(data), data)
         nics, ips = list(data.get("nics", [])), list(data.get("publicIps", []))
+        _check_context_rows(nics, ips, source)
     else:
         doc, nics, ips = load_nsg_document(path), [], []
     errors, skip = DocumentChecker().check(doc)
@@ -85,6 +86,20 @@ def read_seed(path: str | Path) -> tuple[list[dict[str, Any]], list[Any], list[A
         raise InputError(f"{errors[0].reason}{more}", source=errors[0].source or source, nsg=errors[0].nsg,
                          rule=errors[0].rule, field=errors[0].field)
     return bodies, nics, ips
+
+
+def _check_context_rows(nics: list[Any], ips: list[Any], source: str) -> None:
+    """NIC rows parse like the sweep parses them; public IP rows need an ARM id."""
+    from shared.inventory import parse_public_nic
+
+    for n, row in enumerate(nics, 1):
+        try:
+            parse_public_nic(row)
+        except InputError as exc:
+            raise InputError(f"nics #{n}: {exc}", source=source) from None
+    for n, row in enumerate(ips, 1):
+        if not isinstance(row.get("id"), str) or not row["id"].startswith("/subscriptions/"):
+            raise InputError(f"publicIps #{n}: needs an ARM 'id'", source=source)
 
 
 def seed_file(azure: Any, path: str | Path) -> SeedCounts:

@@ -100,3 +100,15 @@ def test_seed_without_nsgs_warns(tmp_path, capsys):
     assert main(["sweep", "--local", str(path), "--local-rows", str(tmp_path / "rows"), "--json"]) == 0
     err = capsys.readouterr().err
     assert "holds no NSGs" in err
+
+
+@pytest.mark.parametrize(("bundle", "message"), [
+    ({"nsgs": [], "nics": [{"name": "no-id"}]}, "nics #1: network interface row without an 'id'"),
+    ({"nsgs": [], "nics": [{"id": "/subscriptions/s/x", "properties": []}]}, "nics #1"),
+    ({"nsgs": [], "publicIps": [{"id": 5}]}, "publicIps #1: needs an ARM 'id'"),
+])
+def test_bad_context_rows_in_a_bundle_are_input_errors(tmp_path, bundle, message):
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    with pytest.raises(InputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_seed(path)
