@@ -6,6 +6,7 @@ reader (decode, parse, shape, completeness, duplicates), the SARIF locator and t
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -36,17 +37,13 @@ def _read_everything(path: Path) -> None:
     DocumentChecker().check(doc)
     locate(doc.text, doc.data, len(doc.items))
     for item in doc.items:
-        try:
+        with contextlib.suppress(InputError):
             parse_nsg(item)
-        except InputError:
-            pass
 
 
 def _read_rows(path: Path) -> None:
-    try:
+    with contextlib.suppress(InputError):
         load_rows(path, kinds=("finding",))
-    except InputError:
-        pass
 
 
 @FUZZ
