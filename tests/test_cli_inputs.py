@@ -193,3 +193,15 @@ def test_usage_error_is_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["scan"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize(("case", "doc", "message"), [
+    ("projection", _projection(), "no 'properties' and no 'securityRules'"),
+    ("paged", {"value": [OPEN_SSH], "nextLink": "https://x"}, "'nextLink' is set"),
+    ("duplicate", [OPEN_SSH, OPEN_SSH], "the same NSG id appears twice"),
+])
+def test_remediate_refuses_incomplete_input_too(tmp_path, capsys, case, doc, message):
+    path = tmp_path / f"{case}.json"
+    path.write_text(json.dumps(doc))
+    code, out, err = run(capsys, "remediate", str(path), "--dry-run")
+    assert code == 2 and out == "" and message in err
