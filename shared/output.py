@@ -159,6 +159,7 @@ def render_reasons(results: Sequence[ScannedNsg]) -> str:
 
 # --- SARIF -----------------------------------------------------------------------------------------
 
+STDIN_SOURCE = "<stdin>"  # shared.files.source_name("-")
 _SARIF_LEVEL = {"critical": "error", "high": "error", "medium": "warning", "low": "note", "info": "note"}
 # GitHub code scanning reads rules' properties.security-severity (0.0-10.0) to rank alerts.
 _SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "3.0", "info": "1.0"}
@@ -244,12 +245,13 @@ def render_sarif(results: Sequence[ScannedNsg]) -> str:
                 }
             elif float(_SECURITY_SEVERITY.get(f.severity, "1.0")) > float(rule["properties"]["security-severity"]):
                 rule["properties"]["security-severity"] = _SECURITY_SEVERITY[f.severity]
-            location: dict[str, Any] = {"physicalLocation": {"artifactLocation": {"uri": r.source}},
-                                        "logicalLocations": [{"fullyQualifiedName": f.rule.id,
+            location: dict[str, Any] = {"logicalLocations": [{"fullyQualifiedName": f.rule.id,
                                                               "kind": "resource"}]}
-            region = _region(r, f)
-            if region is not None:
-                location["physicalLocation"]["region"] = region
+            if r.source != STDIN_SOURCE:  # standard input has no URI: the logical location names the rule
+                location["physicalLocation"] = {"artifactLocation": {"uri": r.source}}
+                region = _region(r, f)
+                if region is not None:
+                    location["physicalLocation"]["region"] = region
             result: dict[str, Any] = {
                 "ruleId": rid,
                 "level": _SARIF_LEVEL.get(f.severity, "note"),

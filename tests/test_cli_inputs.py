@@ -75,7 +75,9 @@ def test_scan_dash_through_a_pipe():
                           input=json.dumps([OPEN_SSH]), capture_output=True, text=True, check=False)
     assert proc.returncode == 1, proc.stderr
     (result,) = json.loads(proc.stdout)["runs"][0]["results"]
-    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "<stdin>"
+    (location,) = result["locations"]
+    assert "physicalLocation" not in location  # standard input has no URI
+    assert location["logicalLocations"][0]["fullyQualifiedName"].endswith("/securityRules/AllowSSH")
 
 
 def test_bad_stdin_names_stdin(monkeypatch, capsys):
