@@ -123,8 +123,10 @@ def _cmd_remediate(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
+    from shared.files import load_rows
     from shared.restore import STEP_CONFLICT, STEP_FAILED, restore_from_file
 
+    load_rows(args.source, kinds=("remediation",))  # a file with no remediation rows is exit 2, not "nothing"
     steps = restore_from_file(args.source, dry_run=args.dry_run, force=args.force, row_ids=args.row_id,
                               nsg_id=args.nsg)
     if args.format == "json":
