@@ -204,7 +204,7 @@ def test_restore_rejects_a_file_of_nsgs_not_rows(tmp_path, capsys):
 
 def test_restore_rejects_a_file_without_remediation_rows(tmp_path, capsys):
     path = tmp_path / "findings.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    path.write_text("\n".join(json.dumps(r) for r in ROWS if r["RecordType"] != "remediation") + "\n")
     assert main(["restore", "--from", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "no rows of kind 'remediation'" in err and str(path) in err
