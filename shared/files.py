@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InputError
+from shared.locations import item_spans
 
 STDIN = "-"
 _BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
@@ -244,7 +245,8 @@ def load_rows(path: str | Path, *, kinds: Iterable[str] | None = None) -> list[d
         if isinstance(data.get("tables"), list):
             data, lines = _from_tables(data["tables"], source), []
         else:
-            data = data.get("value") or data.get("rows") or [data]
+            key = next((k for k in ("value", "rows") if isinstance(data.get(k), list)), None)
+            data = data[key] if key else [data]
     if not isinstance(data, list):
         raise InputError("expected table rows (a JSON array or JSON lines)", source=source)
     types = _column_types()
@@ -337,51 +339,9 @@ def _item_lines(text: str, data: Any) -> list[int]:
     """Line of each top-level record in a JSON array (or under value/rows): for error messages."""
     if isinstance(data, list):
         spans = item_spans(text, None)
-    elif isinstance(data, Mapping) and isinstance(data.get("value") or data.get("rows"), list):
-        spans = item_spans(text, "value" if data.get("value") else "rows")
+    elif isinstance(data, Mapping) and any(isinstance(data.get(k), list) for k in ("value", "rows")):
+        spans = item_spans(text, "value" if isinstance(data.get("value"), list) else "rows")
     else:
         return []
     newlines = [m.start() for m in re.finditer("\n", text)]
     return [bisect.bisect_left(newlines, start) + 1 for start, _ in spans]
-
-
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-
-
-def item_spans(text: str, key: str | None) -> list[tuple[int, int]]:
-    """Start/end offsets of the elements of the array holding a document's items, in one pass.
-
-    ``key`` None: the top-level array; otherwise the array under that key of the top-level object.
-    Elements that are not objects or arrays are not listed (they are errors anyway).
-    """
-    spans: list[tuple[int, int]] = []
-    depth = 0
-    target = 1 if key is None else -1  # depth of the items array's contents, once known
-    pending_key = False
-    start = 0
-    needle = json.dumps(key) if key is not None else None
-    for m in _TOKEN.finditer(text):
-        tok = m.group()
-        c = tok[0]
-        if c == '"':
-            if pending_key:  # the key's value was a string: not the items array
-                pending_key = False
-                continue
-            if needle is not None and target < 0 and depth == 1 and tok == needle:
-                rest = text[m.end():m.end() + 64].lstrip()
-                pending_key = rest.startswith(":")
-            continue
-        if c in "[{":
-            if pending_key and c == "[":
-                target = depth + 1
-            elif depth == target:
-                start = m.start()
-            pending_key = False
-            depth += 1
-        else:
-            depth -= 1
-            if depth == target:
-                spans.append((start, m.end()))
-            elif target > 0 and depth == target - 1:
-                break  # the items array closed
-    return spans

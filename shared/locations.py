@@ -15,9 +15,48 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.files import item_spans
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')  # strings and brackets: all that nesting needs
 
-_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+def item_spans(text: str, key: str | None) -> list[tuple[int, int]]:
+    """Start/end offsets of the elements of the array holding a document's items, in one pass.
+
+    ``key`` None: the top-level array; otherwise the array under that key of the top-level object.
+    Elements that are not objects or arrays are not listed (they are errors anyway).
+    """
+    spans: list[tuple[int, int]] = []
+    depth = 0
+    target = 1 if key is None else -1  # depth of the items array's contents, once known
+    pending_key = False
+    start = 0
+    needle = json.dumps(key) if key is not None else None
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        c = tok[0]
+        if c == '"':
+            if pending_key:  # the key's value was a string: not the items array
+                pending_key = False
+                continue
+            if needle is not None and target < 0 and depth == 1 and tok == needle:
+                rest = text[m.end():m.end() + 64].lstrip()
+                pending_key = rest.startswith(":")
+            continue
+        if c in "[{":
+            if pending_key and c == "[":
+                target = depth + 1
+            elif depth == target:
+                start = m.start()
+            pending_key = False
+            depth += 1
+        else:
+            depth -= 1
+            if depth == target:
+                spans.append((start, m.end()))
+            elif target > 0 and depth == target - 1:
+                break  # the items array closed
+    return spans
+
+
 _NAME = '"name"'
 
 

@@ -77,7 +77,9 @@ def test_mutated_real_sample_is_an_input_error_or_read(tmp_path, cut, junk):
 @FUZZ
 @given(text=st.text(max_size=200), encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]))
 def test_any_text_with_a_bom_decodes_to_itself(text, encoding):
-    assume(not text.startswith("\ufeff"))  # a leading BOM character is the BOM
+    # A leading U+FEFF is the BOM; a leading NUL after a UTF-16 LE BOM spells the UTF-32 LE BOM (no JSON
+    # text starts with NUL, so UTF-32 is the right reading there).
+    assume(not text.startswith(("\ufeff", "\x00")))
     try:
         assert decode_text(text.encode(encoding, errors="surrogatepass"), "x") == text
     except UnicodeEncodeError:
