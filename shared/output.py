@@ -176,10 +176,13 @@ def _sarif_rule_id(f: Finding) -> str:
     return f"NSGG/{middle}/{f.exposure}" + ("" if f.active else "/latent")
 
 
-def _rule_name(rule_id: str) -> str:
-    parts = rule_id.split("/")[1:]
-    words = [w for p in parts for w in p.replace("-", " ").split()]
-    return "".join(w.title() if not w.isdigit() else f"Port{w}" for w in words)
+def _rule_name(f: Finding) -> str:
+    """``SshExposedInternet``, ``SshExposedInternetLatent``, ``ManagementPort3389ExposedBroad``..."""
+    kind = "".join(w.title() for w in f.port_kind.split("-"))
+    if f.port_kind not in _PORT_KINDS:
+        return kind
+    port = f"Port{f.port}" if f.port_kind == "management" else ""
+    return f"{kind}{port}Exposed{f.exposure.title()}" + ("" if f.active else "Latent")
 
 
 def _service(f: Finding) -> str:
@@ -228,7 +231,7 @@ def render_sarif(results: Sequence[ScannedNsg]) -> str:
             rid = _sarif_rule_id(f)
             rule = rules.get(rid)
             if rule is None:
-                name = base = _rule_name(rid)
+                name = base = _rule_name(f)
                 n = 2
                 while name in names:  # unique even if two ids spell the same words
                     name, n = f"{base}{n}", n + 1

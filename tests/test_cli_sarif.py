@@ -99,3 +99,10 @@ def test_findings_about_the_nsg_itself_get_their_own_rule(tmp_path, capsys):
     (r,) = run["tool"]["driver"]["rules"]
     assert result["ruleId"] == r["id"] == "NSGG/exemption-tag" and r["name"] == "ExemptionTag"
     assert "TCP" not in r["help"]["text"] and "reachable" not in r["shortDescription"]["text"]
+
+
+def test_rule_names_read_like_the_rule(capsys):
+    names = {r["id"]: r["name"] for r in sarif(capsys, "examples/estate.json")["tool"]["driver"]["rules"]}
+    assert names["NSGG/ssh/internet"] == "SshExposedInternet"
+    assert names["NSGG/ssh/internet/latent"] == "SshExposedInternetLatent"
+    assert names["NSGG/management/3389/broad"] == "ManagementPort3389ExposedBroad"
