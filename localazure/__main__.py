@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 
@@ -25,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lro-polls", type=int, default=1)
     ap.add_argument("--verbose", action="store_true", help="log every request")
     args = ap.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # A shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt:
+        # "Ctrl-C to stop" (or kill -INT) must work however we were started.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     azure = LocalAzure(
         host=args.host,
         port=args.port,
@@ -44,13 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         if c.nsgs == 0:
             print(f"localazure: WARNING: {path} holds no NSGs", file=sys.stderr)
     azure.start()
-    print(f"localazure listening on {azure.url}", flush=True)
-    print(f"  CA certificate : {azure.ca_path}  (pass connection_verify=<this>)")
-    print(f"  bearer token   : {azure.token}")
-    print(f"  DCR id/stream  : {azure.dcr_id} / {azure.stream}")
-    print(f"  NSGs seeded    : {len(azure.nsgs())}")
-    print("Ctrl-C to stop.", flush=True)
-    try:
+    try:  # from here on Ctrl-C (even mid-print) stops the server threads, or the process would never exit
+        print(f"localazure listening on {azure.url}", flush=True)
+        print(f"  CA certificate : {azure.ca_path}  (pass connection_verify=<this>)")
+        print(f"  bearer token   : {azure.token}")
+        print(f"  DCR id/stream  : {azure.dcr_id} / {azure.stream}")
+        print(f"  NSGs seeded    : {len(azure.nsgs())}")
+        print("Ctrl-C to stop.", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass
