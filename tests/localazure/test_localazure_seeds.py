@@ -99,7 +99,7 @@ def test_seed_without_nsgs_warns(tmp_path, capsys):
     path.write_text('{"value": []}')
     assert main(["sweep", "--local", str(path), "--local-rows", str(tmp_path / "rows"), "--json"]) == 0
     err = capsys.readouterr().err
-    assert "holds no NSGs" in err
+    assert "holds no NSGs" in err and "WARNING: the sweep found no NSGs" in err
 
 
 @pytest.mark.parametrize(("bundle", "message"), [
