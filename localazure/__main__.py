@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 
+from shared.errors import InputError
+
 from .auth import DEFAULT_TOKEN
+from .seeds import seed_file
 from .server import LocalAzure
 
 
@@ -22,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lro-polls", type=int, default=1)
     ap.add_argument("--verbose", action="store_true", help="log every request")
     args = ap.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # A shell starts background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt:
+        # "Ctrl-C to stop" (or kill -INT) must work however we were started.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     azure = LocalAzure(
         host=args.host,
         port=args.port,
@@ -32,16 +40,22 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         verbose=args.verbose,
     )
-    for path in args.seed:
-        azure.seed_file(path)
-    azure.start()
-    print(f"localazure listening on {azure.url}", flush=True)
-    print(f"  CA certificate : {azure.ca_path}  (pass connection_verify=<this>)")
-    print(f"  bearer token   : {azure.token}")
-    print(f"  DCR id/stream  : {azure.dcr_id} / {azure.stream}")
-    print(f"  NSGs seeded    : {len(azure.nsgs())}")
-    print("Ctrl-C to stop.", flush=True)
     try:
+        counts = [seed_file(azure, path) for path in args.seed]
+    except InputError as exc:
+        print(f"localazure: error: {exc}", file=sys.stderr)
+        return 2
+    for path, c in zip(args.seed, counts, strict=True):
+        if c.nsgs == 0:
+            print(f"localazure: WARNING: {path} holds no NSGs", file=sys.stderr)
+    azure.start()
+    try:  # from here on Ctrl-C (even mid-print) stops the server threads, or the process would never exit
+        print(f"localazure listening on {azure.url}", flush=True)
+        print(f"  CA certificate : {azure.ca_path}  (pass connection_verify=<this>)")
+        print(f"  bearer token   : {azure.token}")
+        print(f"  DCR id/stream  : {azure.dcr_id} / {azure.stream}")
+        print(f"  NSGs seeded    : {len(azure.nsgs())}")
+        print("Ctrl-C to stop.", flush=True)
         threading.Event().wait()
     except KeyboardInterrupt:
         pass

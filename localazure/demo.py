@@ -26,12 +26,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from localazure.estate import ML_SUB, demo_estate
-from localazure.eventgrid import LOCAL_DEVELOPER, Principal
+from localazure.eventgrid import Principal
 
 ADA = Principal(upn="ada.okafor@contoso.example", object_id="5e1f0b2a-0000-4000-8000-000000000001",
                 name="Ada Okafor", ip="198.51.100.23")
 SECOPS = Principal(upn="secops@contoso.example", object_id="5e1f0b2a-0000-4000-8000-0000000005ec",
                    name="SecOps on call")
+# NSG Guard's own identity (the Function App's managed identity): its reverts and restores are made as this
+# principal, so the rows of the events its own writes cause name it, not a developer.
+GUARD = Principal(upn=None, object_id="9a7c61f0-0000-4000-8000-00000000c0de", principal_type="ServicePrincipal",
+                  app_id="6f0e2c1d-0000-4000-8000-00000000c0de", name="id-nsg-guard (managed identity)",
+                  ip="10.0.9.4")
+GUARD_TOKEN = "nsg-guard-identity-token"
 INCIDENT_NSG = "ci-gpu-03-nsg"
 
 
@@ -90,9 +96,10 @@ def _deliver_all(azure: Any, timeline: Timeline, deliver: Any) -> None:
         if not events:
             return
         for event in events:
-            principal = (event["data"].get("claims") or {}).get(
-                "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "?")
-            if principal == LOCAL_DEVELOPER.upn:
+            claims = event["data"].get("claims") or {}
+            principal = claims.get("http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn") or claims.get(
+                "appid", "?")
+            if principal == GUARD.app_id:
                 principal = "NSG Guard's identity"
             timeline.say("Event Grid", f"{event['eventType'].rsplit('.', 1)[-1]} "
                                        f"{event['data']['operationName'].split('/', 1)[1]} by {principal} "
@@ -131,8 +138,10 @@ def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
     if ingested_dir.exists():
         for old in ingested_dir.glob("*.jsonl"):
             old.unlink()  # a fresh table for every run
-    settings = {"SDK_RETRY_BACKOFF": "0.1", "REVERT_MODE": "enforce", "SSH_PORTS": "2222"}
+    settings = {"SDK_RETRY_BACKOFF": "0.1", "REVERT_MODE": "enforce", "SSH_PORTS": "2222",
+                "NSG_GUARD_LOCAL_TOKEN": GUARD_TOKEN}
     with LocalAzure(data_dir=ingested_dir) as azure, _environment(azure.app_settings(**settings)):
+        azure.add_principal(GUARD_TOKEN, GUARD)
         event_deps.cache_clear()
         timeline = Timeline(out)
         out.write(f"NSG Guard demo — local Azure stand-ins at {azure.url} (no Azure account needed)\n"

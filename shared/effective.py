@@ -14,8 +14,8 @@ inventory (NSGs with their ``subnets``/``networkInterfaces``, NICs with public I
                           severity unchanged (one change to the other NSG exposes the port).
 ``no-public-ip``          attached, but no NIC behind it has a public IP: severity unchanged (load balancers,
                           NAT rules or a firewall may still forward; the sweep cannot see those).
-``unattached``            attached to no subnet and no NIC: an open finding becomes ``Latent``/``info`` (it
-                          stays reported, with ``severityIfAttached``) and no longer counts against compliance.
+``unattached``            attached to no subnet and no NIC: severity and status unchanged, like every other
+                          path (``shared.attachment``): the attachment is shown, the answer is not changed.
 ``unknown``               the NIC inventory or the paired NSG could not be read: severity unchanged.
 ========================  =====================================================================================
 
@@ -28,8 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from shared.attachment import attachment_column
 from shared.exposure import EXPOSURE_ORDER, INTERNET, NONE, Evaluator, PublicSources
-from shared.findings import STATUS_LATENT, STATUS_OPEN, Finding
+from shared.findings import STATUS_OPEN, Finding
 from shared.inventory import AttachmentIndex
 from shared.model import Nsg
 from shared.policy import NsgEvaluation
@@ -166,9 +167,7 @@ def apply_effective(
             entry["pairedAllows"] = {str(p): evaluator.classify(s) for p, s in sorted(allowed.items())}
         pair_view.append(entry)
     attachments: dict[str, Any] = {
-        "subnets": list(nsg.subnet_ids[:MAX_LISTED]), "networkInterfaces": list(nsg.nic_ids[:MAX_LISTED]),
-        "subnetCount": len(nsg.subnet_ids), "networkInterfaceCount": len(nsg.nic_ids),
-        "publicPaths": pair_view, "publicPathCount": len(paths), "effective": state,
+        **attachment_column(nsg), "publicPaths": pair_view, "publicPathCount": len(paths), "effective": state,
     }
     findings = tuple(_judge(f, state, evaluator, paths, own, paired) for f in evaluation.findings)
     if any(f.details.get("effective") == REACHABLE for f in findings):
@@ -181,10 +180,6 @@ def _judge(f: Finding, state: str, evaluator: Evaluator, paths: Sequence[Path], 
     details = dict(f.details)
     if state == UNATTACHED:
         details["effective"] = UNATTACHED
-        if f.status == STATUS_OPEN and f.active:
-            details["severityIfAttached"] = f.severity
-            return replace(f, status=STATUS_LATENT, severity="info", details=details,
-                           reason=f"{f.reason}; latent: the NSG is attached to no subnet and no network interface")
         return replace(f, details=details)
     if state != PUBLIC or not f.active or own is None:
         details["effective"] = state if state != PUBLIC else UNKNOWN

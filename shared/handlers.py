@@ -123,14 +123,18 @@ def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext, exemptions_re
     from shared.revertjobs import job_for
 
     found = list(rows)
+    sent_ahead: list[bool] = []
 
     def durable(records: list[RemediationRecord]) -> None:  # write-ahead: findings and planned rows first
         planned = found + [remediation_row(ctx, r) for r in records]
         validate_rows(planned)
         deps.sink.send(planned)
+        sent_ahead.append(True)
 
     revert = deps.reverter.run(evaluation, protected=job_for(change, deps.clock(), deps.jit_principals).protected,
                                before_write=durable)
+    if sent_ahead:  # the findings are stored already: the rows after the writes do not repeat them
+        del rows[:len(found)]
     rows.extend(remediation_row(ctx, r) for r in revert.records)
     final, eval_ctx = evaluation, ctx
     if revert.wrote:

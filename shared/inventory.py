@@ -99,7 +99,8 @@ def parse_public_nic(row: Any) -> PublicNic | None:
     rtype = row.get("type")
     if isinstance(rtype, str) and rtype.lower() != NIC_TYPE:
         raise InputError(f"not a network interface (type {rtype!r})", nsg=row["id"])
-    props = row.get("properties") or {}
+    props = row.get("properties")
+    props = {} if props is None else props
     if not isinstance(props, Mapping):
         raise InputError("field 'properties' must be an object", nsg=row["id"])
     configs = props.get("ipConfigurations")

@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import InputError
+
+if TYPE_CHECKING:
+    from shared.files import NsgDocument
 
 CHUNK = 1 << 20
 _WHITESPACE = " \t\r\n"
@@ -59,6 +62,8 @@ def iter_list_items(path: str | Path, chunk: int = CHUNK) -> Iterator[Any]:
                 pos = _skip(buf, pos)  # raw_decode does not skip leading whitespace
                 try:
                     item, end = decoder.raw_decode(buf, pos)
+                except RecursionError:
+                    raise StreamError("nested too deeply") from None
                 except json.JSONDecodeError:
                     if eof:
                         raise StreamError("invalid element") from None
@@ -91,32 +96,36 @@ def _more(f: Any, buf: str, pos: int, chunk: int) -> tuple[str, int, bool]:
     return buf[pos:] + more, 0, not more
 
 
-def nsg_items(path: str | Path) -> Iterator[Any]:
-    """The NSG objects of one input file: streamed when the file is a JSON list, else read whole.
+def open_nsg_items(path: str | Path) -> tuple[Iterator[Any], NsgDocument | None]:
+    """The NSG objects of one input file: streamed when the file is a UTF-8 JSON list (document None), else
+    read whole by :func:`shared.files.load_nsg_document` (every other shape and encoding, stdin, and every
+    error worded with file, line and column), which is returned too (paging markers, text for locations).
 
-    Errors are the whole-file reader's (:func:`shared.files.load_json_file`: file, line, column), also when
-    the list turns out malformed after some NSGs were already yielded.
+    A list that turns out malformed after some NSGs were yielded raises the whole-file reader's InputError.
     """
-    from shared.files import load_json_file
-    from shared.model import iter_nsg_documents
+    from shared.files import STDIN, load_nsg_document
 
+    if str(path) == STDIN:
+        doc = load_nsg_document(path)
+        return iter(doc.items), doc
     stream = iter_list_items(path)
     try:
         first = next(stream)
     except StopIteration:
-        return iter(())
-    except NotStreamable:
-        return iter(list(iter_nsg_documents(load_json_file(path))))
-    except (StreamError, OSError, UnicodeDecodeError):
-        load_json_file(path)  # raises InputError naming the file and what is wrong
-        raise InputError("not valid JSON", source=str(path)) from None
-    return _rest(first, stream, path, load_json_file)
+        return iter(()), None
+    except (NotStreamable, StreamError, OSError, UnicodeDecodeError, RecursionError):
+        doc = load_nsg_document(path)
+        return iter(doc.items), doc
+    return _rest(first, stream, path), None
 
 
-def _rest(first: Any, stream: Iterator[Any], path: str | Path, load: Any) -> Iterator[Any]:
+def _rest(first: Any, stream: Iterator[Any], path: str | Path) -> Iterator[Any]:
+    from shared.files import load_nsg_document, source_name
+
     yield first
     try:
         yield from stream
-    except (StreamError, OSError, UnicodeDecodeError):
-        load(path)
-        raise InputError("not valid JSON", source=str(path)) from None
+    except (StreamError, OSError, UnicodeDecodeError, RecursionError):
+        load_nsg_document(path)  # raises InputError naming the file and what is wrong
+        raise InputError("not valid JSON: the list could not be read element by element",
+                         source=source_name(path)) from None

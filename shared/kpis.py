@@ -119,6 +119,23 @@ def _nsg_key(row: dict[str, Any]) -> str:
     return str(row.get("NsgId") or "").lower()
 
 
+def _open_ids(row: dict[str, Any]) -> list[str]:
+    """``OpenFindingIds`` is a dynamic column: Log Analytics exports hand it over as a JSON string. Reading
+    that string as a list of characters made every open finding look resolved."""
+    ids = row.get("OpenFindingIds")
+    if isinstance(ids, str):
+        try:
+            ids = json.loads(ids) if ids.strip() else []
+        except json.JSONDecodeError:
+            raise InputError(f"OpenFindingIds of evaluation row {row.get('RowId')!r} is not a JSON list: "
+                             f"{ids[:40]!r}") from None
+    if ids is None:
+        return []
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise InputError(f"OpenFindingIds of evaluation row {row.get('RowId')!r} must be a list of ids")
+    return ids
+
+
 def _details(row: dict[str, Any]) -> dict[str, Any]:
     d = row.get("Details")
     if isinstance(d, str):
@@ -157,7 +174,7 @@ def open_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if kind == "evaluation":
             key = _nsg_key(row)
             if key not in last_eval or row["TimeGenerated"] > last_eval[key][0]:
-                last_eval[key] = (row["TimeGenerated"], list(row.get("OpenFindingIds") or []))
+                last_eval[key] = (row["TimeGenerated"], _open_ids(row))
         elif kind == "finding":
             fid = str(row.get("FindingId"))
             if fid not in last_finding or row["TimeGenerated"] > last_finding[fid]["TimeGenerated"]:
@@ -237,7 +254,7 @@ def remediations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     resolved_rows: dict[str, list[datetime]] = defaultdict(list)
     for row in rows:
         if row.get("RecordType") == "evaluation":
-            evals[_nsg_key(row)].append((row["TimeGenerated"], frozenset(row.get("OpenFindingIds") or [])))
+            evals[_nsg_key(row)].append((row["TimeGenerated"], frozenset(_open_ids(row))))
         elif row.get("RecordType") == "finding" and row.get("Status") == "Resolved":
             resolved_rows[str(row.get("FindingId"))].append(row["TimeGenerated"])
     out = []

@@ -59,17 +59,20 @@ def plan_files(paths: list[str], engine: Any, scope: Any, exempt_tag: str, now: 
     """Plans for every NSG in the files (the enforce path's planner, exemptions applied)."""
     from shared.errors import InputError
     from shared.exemptions import apply_exemptions
-    from shared.files import load_json_file
-    from shared.model import iter_nsg_documents, parse_nsg
+    from shared.files import DocumentChecker, load_nsg_document
+    from shared.model import parse_nsg
     from shared.remediation import plan_revert
 
     plans = []
+    checker = DocumentChecker()  # incomplete input (no rules, one page, the same NSG twice) is an error
     for path in paths:
         try:
-            items = list(iter_nsg_documents(load_json_file(path)))
+            doc = load_nsg_document(path)
         except InputError as exc:
             errors.append(exc.located(source=path))
             continue
+        errors.extend(checker.check(doc)[0])
+        items = doc.items
         for item in items:
             try:
                 nsg = parse_nsg(item, engine.policy.extra_service_tags)
@@ -134,8 +137,10 @@ def _cmd_remediate(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
+    from shared.files import load_rows
     from shared.restore import STEP_CONFLICT, STEP_FAILED, restore_from_file
 
+    load_rows(args.source, kinds=("remediation",))  # a file with no remediation rows is exit 2, not "nothing"
     steps = restore_from_file(args.source, dry_run=args.dry_run, force=args.force, row_ids=args.row_id,
                               nsg_id=args.nsg)
     if args.format == "json":

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import ENGINE_VERSION
+from shared.attachment import attachment_column
 from shared.events import Actor
 from shared.findings import Finding
 from shared.model import Nsg, split_resource_id
@@ -84,6 +85,7 @@ def finding_row(f: Finding, ctx: RowContext) -> dict[str, Any]:
         row["Owner"] = owner
     if f.details:
         row["Details"] = dict(f.details)
+    row["Attachments"] = attachment_column(f.nsg)  # the same on every path (the sweep adds its view)
     return row
 
 
@@ -101,6 +103,7 @@ def evaluation_row(ctx: RowContext, nsg: Nsg | None, findings: Iterable[Finding]
         owner = nsg.tag(ctx.owner_tag)
         if owner:
             row["Owner"] = owner
+        row["Attachments"] = attachment_column(nsg)
     else:
         row.update(_nsg_columns(target))
     open_ids = sorted({f.finding_id for f in findings if f.counts_against_compliance})

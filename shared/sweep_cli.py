@@ -22,7 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.progress import Progress
+
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT = 0, 1, 2
+REPORT_KINDS = ("finding", "evaluation", "sweep", "remediation")
 
 
 def register(sub: Any) -> None:
@@ -76,18 +79,37 @@ def local_env(azure: Any) -> dict[str, str]:
 
 def seed_local(azure: Any, path: str) -> int:
     """Seed the stand-ins from ``{"nsgs": [...], "nics": [...], "publicIps": [...]}`` or any NSG document
-    ``nsg-guard scan`` reads (one NSG, a list, an ARM ``{"value": [...]}`` page, Resource Graph rows)."""
-    from shared.files import load_json_file
-    from shared.model import iter_nsg_documents
+    ``nsg-guard scan`` reads (one NSG, a list, an ARM ``{"value": [...]}`` page, Resource Graph rows, the
+    az CLI shape), checked like a scan input. Returns the NSGs seeded."""
+    from localazure.seeds import seed_file
 
-    doc = load_json_file(path)
-    if isinstance(doc, dict) and "nsgs" in doc:
-        return int(azure.seed_file(path))
-    count = 0
-    for body in iter_nsg_documents(doc):
-        azure.seed_nsg(body)
-        count += 1
-    return count
+    counts = seed_file(azure, path)
+    if counts.nsgs == 0:
+        print(f"nsg-guard: WARNING: {path} holds no NSGs: the sweep has nothing to check", file=sys.stderr)
+    return counts.nsgs
+
+
+class CountingGraph:
+    """A Resource Graph source that reports NSG rows read to a :class:`Progress` (delegates the rest)."""
+
+    def __init__(self, inner: Any, progress: Progress) -> None:
+        self.inner = inner
+        self.progress = progress
+
+    @property
+    def calls(self) -> int:
+        return int(self.inner.calls)
+
+    def pages(self, query: str, scope: Any) -> Any:
+        from shared.inventory import NSG_QUERY
+
+        for page in self.inner.pages(query, scope):
+            if query == NSG_QUERY:
+                self.progress.advance(len(page), f"{self.calls} Resource Graph calls")
+            yield page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class TeeSink:
@@ -118,7 +140,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         rows_dir = args.local_rows or tempfile.mkdtemp(prefix="nsg-guard-sweep-")
         with LocalAzure(data_dir=rows_dir) as azure:
             loaded = seed_local(azure, args.local)
-            print(f"localazure: {loaded} items seeded from {args.local} at {azure.url}", file=sys.stderr)
+            print(f"localazure: {loaded} NSGs seeded from {args.local} at {azure.url}", file=sys.stderr)
             settings = Settings.from_env({**os.environ, **local_env(azure)})
             code = _sweep(args, settings)
         print(f"rows ingested by the stand-in: {Path(rows_dir) / (azure.stream + '.jsonl')}", file=sys.stderr)
@@ -144,11 +166,18 @@ def _sweep(args: argparse.Namespace, settings: Any) -> int:
         sink = outboxed(TeeSink(LogsIngestionSink(settings, credential), args.rows_out),
                         build_outbox(settings, credential))
     deps = build_sweep_deps(settings, sink=sink)
+    progress = Progress("NSGs swept")
+    if deps.graph is not None:
+        deps.graph = CountingGraph(deps.graph, progress)
     try:
         result = run_sweep(deps)
     finally:
+        progress.done()
         _close(deps.graph, deps.sink)
     s = result.summary
+    if not s["nsgs"]:
+        print("nsg-guard: WARNING: the sweep found no NSGs: nothing was checked (wrong subscriptions or "
+              "missing Reader role?)", file=sys.stderr)
     if args.json:
         print(json.dumps({"sweepId": result.sweep_id, **s}, indent=2))
     else:
@@ -162,9 +191,10 @@ def _sweep(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from shared.kpis import compute_kpis, load_rows, render_report
+    from shared.files import load_rows
+    from shared.kpis import compute_kpis, render_report
 
-    kpis = compute_kpis(load_rows(args.source))
+    kpis = compute_kpis(load_rows(args.source, kinds=REPORT_KINDS))
     print(json.dumps(kpis.to_json(), indent=2) if args.json else render_report(kpis))
     return EXIT_OK
 
@@ -181,7 +211,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
     source = BlobDeadLetters(blob_service(settings, make_credential(settings)),
                              args.container or settings.deadletter_container)
     deps = None if args.dry_run else build_event_deps(settings)
-    report = replay_deadletters(source, lambda event: handle_nsg_event(event, deps), prefix=args.prefix,
-                                keep=args.keep, dry_run=args.dry_run)
+    progress = Progress("events replayed")
+
+    def handle(event: Any) -> Any:
+        outcome = handle_nsg_event(event, deps)
+        progress.advance()
+        return outcome
+
+    try:
+        report = replay_deadletters(source, handle, prefix=args.prefix, keep=args.keep, dry_run=args.dry_run)
+    finally:
+        progress.done()
     print(json.dumps(report.summary(), indent=2))
     return EXIT_PARTIAL if report.failed else EXIT_OK

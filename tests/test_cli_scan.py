@@ -10,8 +10,8 @@ from tests.nsgfactory import nsg, rule
 
 EXAMPLES = ["examples/estate.json", "examples/az-nsg-list.json", "examples/resource-graph.json"]
 CONTRACT_FIELDS = {"findingId": str, "nsgId": str, "nsgName": str, "ruleName": str, "ruleId": str,
-                   "port": int, "portKind": str, "exposure": str, "active": bool, "status": str, "severity": str,
-                   "priority": int, "sources": list, "reason": str}
+                   "port": int, "portKind": str, "exposure": str, "active": bool, "status": str,
+                   "severity": str, "priority": int, "sources": list, "reason": str, "attachment": str}
 
 
 def run(capsys, *argv):
@@ -40,12 +40,14 @@ def test_examples_give_the_findings_a_security_engineer_expects(capsys):
     assert code == 1
 
 
-def test_json_contract_field_for_field(capsys):
-    _, out, _ = run(capsys, "scan", *EXAMPLES, "--format", "json", "--fail-on", "never")
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_json_contract_field_for_field(capsys, example):
+    _, out, _ = run(capsys, "scan", example, "--format", "json", "--fail-on", "never")
     doc = json.loads(out)
     assert set(doc) == {"findings", "summary"}
     assert set(doc["summary"]) == {"nsgs", "compliant", "compliancePercent", "findings"}
     assert isinstance(doc["summary"]["compliancePercent"], float)
+    assert doc["findings"]
     for f in doc["findings"]:
         assert list(f) == list(CONTRACT_FIELDS)
         for key, kind in CONTRACT_FIELDS.items():
@@ -54,6 +56,8 @@ def test_json_contract_field_for_field(capsys):
         assert f["exposure"] in {"internet", "broad", "trusted"}
         assert f["portKind"] in {"ssh", "ssh-custom", "management"}  # (+ "exemption-tag" for malformed tags)
         assert f["reason"].startswith(("TCP ", "latent: TCP "))
+        assert f["status"] == ("Open" if f["active"] else "Latent")
+        assert f["attachment"] in {"attached", "unattached"}
 
 
 def test_finding_id_is_stable_across_runs_and_shapes(capsys):
@@ -66,9 +70,13 @@ def test_finding_id_is_stable_across_runs_and_shapes(capsys):
 
 def test_table_output_for_people(capsys):
     _, out, _ = run(capsys, "scan", "examples/estate.json", "--color", "never")
-    assert out.splitlines()[0].split() == ["SEVERITY", "PORT", "EXPOSURE", "NSG", "RULE", "PRIO", "SOURCES"]
-    assert "10 NSGs, 5 compliant (50.0%), 7 findings (3 high, 2 medium, 1 low, 1 info)" in out
-    assert "Why:" in out and "shadowed by DenySSHInternet (100)" in out
+    assert out.splitlines()[0].split() == ["SEVERITY", "PORT", "EXPOSURE", "NSG", "RULE", "PRIO", "SOURCES",
+                                           "ATTACHED"]
+    assert out.rstrip().splitlines()[-1] == "10 NSGs, 5 compliant (50.0%), 7 findings (3 high, 2 medium, 1 low, 1 info)"
+    assert "Why:" not in out and "--explain" in out
+    _, explained, _ = run(capsys, "scan", "examples/estate.json", "--color", "never", "--explain")
+    assert "Why:" in explained and "shadowed by DenySSHInternet (100)" in explained
+    assert explained.rstrip().splitlines()[-1].startswith("10 NSGs, 5 compliant")
     assert "\033[" not in out
     _, coloured, _ = run(capsys, "scan", "examples/estate.json", "--color", "always")
     assert "\033[1;31mhigh" in coloured
@@ -236,11 +244,17 @@ def test_scan_rejects_unusable_exemption_files(tmp_path, capsys, content):
     assert got == 2 and "ex.json" in err and "Traceback" not in err
 
 
-def test_closed_pipe_is_not_a_crash():
+def test_closed_pipe_is_not_a_crash(tmp_path):
     import subprocess
     import sys
 
-    files = " ".join(["examples/estate.json"] * 20)  # ~100 KB of compact JSON: more than a pipe buffer holds
+    text = Path("examples/estate.json").read_text()
+    paths = []
+    for n in range(20):  # ~300 KB of JSON: more than a pipe buffer holds (distinct ids: no duplicates)
+        path = tmp_path / f"estate-{n}.json"
+        path.write_text(text.replace("resourceGroups/", f"resourceGroups/copy{n}-"))
+        paths.append(str(path))
+    files = " ".join(paths)
     proc = subprocess.run(f"{sys.executable} -m shared scan {files} --format json | head -c 10",
                           shell=True, capture_output=True, text=True, check=False)
     assert proc.stdout == '{"findings' and "Traceback" not in proc.stderr

@@ -96,12 +96,15 @@ def test_no_public_ip_keeps_severity():
     assert result.attachments["publicPathCount"] == 0 and result.state == "no-public-ip"
 
 
-def test_unattached_is_latent_and_compliant():
+def test_unattached_keeps_its_severity_and_shows_the_attachment():
+    """One answer everywhere (issue 13): the event path and scan call an unattached open SSH rule high, so
+    the sweep does too (a downgrade made MTTR count a remediation nobody made); attachment is its own field."""
     orphan = make("orphan", [ssh(nsg_name="orphan")])
     f, result = judge(orphan)
-    assert (f.severity, f.status, f.active) == ("info", "Latent", True)
-    assert f.details == {"effective": "unattached", "severityIfAttached": "high"}
-    assert result.evaluation.compliant and result.attachments["effective"] == "unattached"
+    assert (f.severity, f.status, f.active) == ("high", "Open", True)
+    assert f.details == {"effective": "unattached"}
+    assert not result.evaluation.compliant and result.attachments["effective"] == "unattached"
+    assert result.attachments["attachment"] == "unattached"
 
 
 def test_nic_inventory_unavailable_is_unknown_not_downgraded():

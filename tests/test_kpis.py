@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,72 @@ def test_row_files_are_read_strictly(tmp_path):
         bad.write_text(content)
         with pytest.raises(InputError, match=message):
             load_rows(bad)
+
+
+def _as_log_analytics_export(rows):
+    """What `az monitor log-analytics query` / a portal export hands over: dynamic columns as JSON strings,
+    ints and booleans as strings."""
+    out = []
+    for row in rows:
+        r = dict(row)
+        for col in ("OpenFindingIds", "Details", "Sources"):
+            if col in r:
+                r[col] = json.dumps(r[col])
+        if "Port" in r:
+            r["Port"] = str(r["Port"])
+        out.append(r)
+    return out
+
+
+def test_report_decodes_log_analytics_dynamic_columns_as_json_strings(tmp_path, capsys):
+    """OpenFindingIds as a JSON string was read as a list of characters: open findings showed as resolved."""
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(_as_log_analytics_export(ROWS)))
+    assert main(["report", "--from", str(path), "--json"]) == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported == compute_kpis(ROWS).to_json()
+    assert exported["openFindings"]["bySeverity"] == {"critical": 1, "high": 1}
+
+
+def test_report_reads_the_log_analytics_query_api_tables_shape(tmp_path, capsys):
+    rows = _as_log_analytics_export(ROWS)
+    columns = sorted({k for r in rows for k in r})
+    doc = {"tables": [{"name": "PrimaryResult", "columns": [{"name": c, "type": "string"} for c in columns],
+                       "rows": [[r.get(c) for c in columns] for r in rows]}]}
+    path = tmp_path / "query.json"
+    path.write_text(json.dumps(doc))
+    assert main(["report", "--from", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == compute_kpis(ROWS).to_json()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (json.dumps([{"name": "nsg1", "id": "/subscriptions/x", "properties": {}}]), "line 1 is not an NSG Guard "
+                                                                                 "table row (no RecordType)"),
+    ('{"RecordType": "finding"}\n{"nsg": 1}\n', "line 2 is not an NSG Guard table row"),
+    ('{"RecordType": "compute", "Status": "Compliant"}\n', "no rows of kind 'finding' or 'evaluation'"),
+    ("", "no table rows in the file"),
+    ('[\n  {"RecordType": "sweep"},\n  {"x": 1}\n]', "line 3 is not an NSG Guard table row"),
+    ('{"RecordType": "evaluation", "OpenFindingIds": "F1,F2"}\n', "column OpenFindingIds is dynamic but holds"),
+])
+def test_report_rejects_files_without_rows_of_the_expected_kind(tmp_path, capsys, content, message):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(content)
+    assert main(["report", "--from", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+
+
+def test_restore_rejects_a_file_of_nsgs_not_rows(tmp_path, capsys):
+    path = tmp_path / "nsgs.json"
+    path.write_text(Path("examples/estate.json").read_text())
+    assert main(["restore", "--from", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "not an NSG Guard table row (no RecordType)" in err and str(path) in err and "line 3 " in err
+
+
+def test_restore_rejects_a_file_without_remediation_rows(tmp_path, capsys):
+    path = tmp_path / "findings.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in ROWS if r["RecordType"] != "remediation") + "\n")
+    assert main(["restore", "--from", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "no rows of kind 'remediation'" in err and str(path) in err

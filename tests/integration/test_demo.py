@@ -28,3 +28,16 @@ def test_demo_detects_and_attributes_the_incident(tmp_path):
     assert (revert["Mode"], revert["Result"], revert["Actor"]) == ("enforce", "verified", "ada.okafor@contoso.example")
     assert revert["RuleAfter"]["properties"]["access"] == "Deny"
     assert [r["Result"] for r in rows if r["RecordType"] == "sweep"] == ["completed", "completed"]
+
+
+def test_demo_rows_name_nsg_guards_own_identity_for_its_own_writes(tmp_path):
+    from localazure.demo import GUARD
+
+    assert run_demo(str(tmp_path), io.StringIO()) == 0
+    rows = [json.loads(line) for line in (tmp_path / "ingested" / "Custom-NsgGuardFindings.jsonl").read_text()
+            .splitlines()]
+    actors = {r.get("Actor") for r in rows if r.get("EventId")}
+    assert "developer@localazure.example" not in actors
+    own = [r for r in rows if r.get("Actor") == GUARD.app_id]
+    assert own and all(r["ActorType"] == "ServicePrincipal" for r in own)
+    assert actors <= {GUARD.app_id, "ada.okafor@contoso.example", "secops@contoso.example"}

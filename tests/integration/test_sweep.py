@@ -226,12 +226,15 @@ def test_effective_exposure_end_to_end(local_azure: LocalAzure):
         ("high", "blocked-by-pair")
     assert (by_nsg["d-private"]["Severity"], by_nsg["d-private"]["Details"]["effective"]) == ("high", "no-public-ip")
     orphan = by_nsg["e-orphan"]
-    assert (orphan["Severity"], orphan["Status"], orphan["Details"]["severityIfAttached"]) == ("info", "Latent", "high")
+    # unattached: the same answer as the event path and scan (issue 13), the attachment shown beside it
+    assert (orphan["Severity"], orphan["Status"], orphan["Active"]) == ("high", "Open", True)
+    assert orphan["Details"]["effective"] == "unattached" and orphan["Attachments"]["attachment"] == "unattached"
+    assert by_nsg["a-subnet"]["Attachments"]["attachment"] == "attached"
     assert by_nsg["z-nic"]["Attachments"]["publicPaths"][0]["pairedNsg"].endswith("/a-subnet")
     assert result.summary["effective"]["critical"] == 2 and result.summary["effective"]["unattached"] == 1
     assert result.summary["findings"]["critical"] == 2
     orphan_eval = [r for r in rows(local_azure, RecordType="evaluation") if r["NsgName"] == "e-orphan"]
-    assert orphan_eval[0]["OpenFindingIds"] == [] and orphan_eval[0]["Result"] == "compliant"
+    assert orphan_eval[0]["OpenFindingIds"] == [orphan["FindingId"]] and orphan_eval[0]["Result"] == "noncompliant"
 
 
 def test_sweep_applies_exemptions_like_the_event_path(local_azure: LocalAzure, env: dict[str, str]):
