@@ -165,21 +165,27 @@ def compliance_over_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def open_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The findings open now: latest finding row per id is Open and the NSG's latest evaluation lists it."""
-    last_eval: dict[str, tuple[datetime, list[str]]] = {}
+def _latest(rows: list[dict[str, Any]], of_evaluation: Any) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Per NSG: ``of_evaluation(row)`` of its latest evaluation row; per finding id: its latest row."""
+    last_eval: dict[str, tuple[datetime, Any]] = {}
     last_finding: dict[str, dict[str, Any]] = {}
     for row in rows:
         kind = row.get("RecordType")
         if kind == "evaluation":
             key = _nsg_key(row)
             if key not in last_eval or row["TimeGenerated"] > last_eval[key][0]:
-                last_eval[key] = (row["TimeGenerated"], _open_ids(row))
+                last_eval[key] = (row["TimeGenerated"], of_evaluation(row))
         elif kind == "finding":
             fid = str(row.get("FindingId"))
             if fid not in last_finding or row["TimeGenerated"] > last_finding[fid]["TimeGenerated"]:
                 last_finding[fid] = row
-    open_ids = {fid for _, ids in last_eval.values() for fid in ids if fid}
+    return {key: value for key, (_, value) in last_eval.items()}, last_finding
+
+
+def open_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The findings open now: latest finding row per id is Open and the NSG's latest evaluation lists it."""
+    last_eval, last_finding = _latest(rows, _open_ids)
+    open_ids = {fid for ids in last_eval.values() for fid in ids if fid}
     return [r for fid, r in last_finding.items() if r.get("Status") == "Open" and fid in open_ids]
 
 
@@ -190,20 +196,9 @@ def _run(row: dict[str, Any]) -> str:
 def exempt_findings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The findings exempt now: the latest row of the id is Exempt and was written by the same run (event or
     sweep) as the NSG's latest evaluation -- an exemption that lapsed or a rule since removed drops out."""
-    last_eval: dict[str, tuple[datetime, str]] = {}
-    last_finding: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        kind = row.get("RecordType")
-        if kind == "evaluation":
-            key = _nsg_key(row)
-            if key not in last_eval or row["TimeGenerated"] > last_eval[key][0]:
-                last_eval[key] = (row["TimeGenerated"], _run(row))
-        elif kind == "finding":
-            fid = str(row.get("FindingId"))
-            if fid not in last_finding or row["TimeGenerated"] > last_finding[fid]["TimeGenerated"]:
-                last_finding[fid] = row
+    last_run, last_finding = _latest(rows, _run)
     return [r for r in last_finding.values() if r.get("Status") == "Exempt" and _run(r)
-            and last_eval.get(_nsg_key(r), (None, None))[1] == _run(r)]
+            and last_run.get(_nsg_key(r)) == _run(r)]
 
 
 def exemptions_in_force(exempt: list[dict[str, Any]]) -> list[dict[str, Any]]:
