@@ -35,6 +35,7 @@ TYPE_TABLES: dict[str, str] = {
     "microsoft.network/networksecuritygroups": "nsg",
     "microsoft.network/networkinterfaces": "nic",
     "microsoft.network/publicipaddresses": "publicip",
+    "microsoft.machinelearningservices/workspaces": "mlworkspace",
 }
 
 Selector = Callable[[str], str | None]

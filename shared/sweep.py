@@ -79,6 +79,7 @@ class SweepDeps:
     exempt_tag: str = DEFAULT_EXEMPT_TAG
     batch_rows: int = 5000
     clock: Callable[[], float] = time.monotonic
+    computes: Any = None  # shared.aml_sweep.ComputeSource: the Azure ML lens (None = off)
 
 
 @dataclass
@@ -131,18 +132,25 @@ class _Sweep:
         self.inventory_complete = True
         self.sources: list[str] = []
         self.graph_calls = {"nics": 0, "nsgs": 0}
+        self.aml = _aml_lens(deps, self)
 
     # --- driver ------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
         started = self.deps.clock()
         log.info("sweep %s started: scope %s", self.sweep_id, self.deps.scope.describe())
         self._load_context()
+        if self.aml is not None:
+            self.aml.load(self.deps.scope)
         self._inventory()
         for evaluation, own in self.pending:
             paths = public_paths(evaluation.nsg, self.index, inventory_complete=self.inventory_complete)
             self._finish(evaluation, paths, own)
         self.pending.clear()
+        if self.aml is not None:
+            self._emit(self.aml.finish(self.inventory_complete))
         summary = self._summary(self.deps.clock() - started)
+        if self.aml is not None:
+            summary["computes"] = self.aml.summary()
         self._emit([sweep_row(self.ctx, summary)])
         self._flush()
         summary["rowsSent"] = self.rows_sent  # after the summary row itself (not in the uploaded Details)
@@ -242,6 +250,8 @@ class _Sweep:
     def _evaluate(self, nsg: Any) -> None:
         # The same path as events: evaluate, then exemptions (Exempt findings are kept, muted).
         evaluation = apply_exemptions(self.engine.evaluate(nsg), self.exempt_tag, self.now)
+        if self.aml is not None:
+            self.aml.observe(nsg)
         partner = is_partner(nsg, self.index)
         waits = any(f.active and f.status == STATUS_OPEN for f in evaluation.findings) and \
             needs_pairing(nsg, self.index)
@@ -278,6 +288,8 @@ class _Sweep:
         rows.append(ev_row)
         self.nsgs += 1
         self.compliant += result.evaluation.compliant
+        if self.aml is not None:
+            self.aml.decorate(rows, evaluation.nsg)
         self._emit(rows)
 
     # --- output --------------------------------------------------------------------------------------
@@ -322,3 +334,12 @@ class _Sweep:
             "durationSeconds": round(seconds, 3),
         }
 
+
+
+def _aml_lens(deps: SweepDeps, sweep: _Sweep) -> Any:
+    """The Azure ML lens (``shared.aml_sweep``) when the deps carry a compute source."""
+    if deps.computes is None:
+        return None
+    from shared.aml_sweep import ComputeSweep
+
+    return ComputeSweep(deps.computes, deps.engine.evaluator, sweep.ctx, sweep._fail, deps.owner_tag)

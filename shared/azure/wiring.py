@@ -46,7 +46,8 @@ def build_event_deps(settings: Settings) -> EventDeps:
     network = AzureNetwork(settings, credential)
     engine = Engine(settings.policy)
     return EventDeps(reader=network, sink=sink, engine=engine, owner_tag=settings.owner_tag,
-                     exempt_tag=settings.exempt_tag, reverter=build_reverter(settings, engine, network))
+                     exempt_tag=settings.exempt_tag, reverter=build_reverter(settings, engine, network),
+                     computes=_aml(settings, credential, None))
 
 
 @cache
@@ -63,10 +64,11 @@ def build_sweep_deps(settings: Settings, *, sink: RowSink | None = None, **clien
         sink = outboxed(LogsIngestionSink(settings, credential), build_outbox(settings, credential))
     return SweepDeps(
         sink=sink, engine=Engine(settings.policy),
-        graph=ResourceGraphSource(settings, credential, **client_options),
+        graph=(graph := ResourceGraphSource(settings, credential, **client_options)),
         lister=ArmSubscriptionLister(AzureNetwork(settings, credential, **client_options)),
         scope=Scope(settings.sweep_subscriptions, settings.sweep_management_groups),
         owner_tag=settings.owner_tag, exempt_tag=settings.exempt_tag, batch_rows=settings.sweep_batch_rows,
+        computes=_aml(settings, credential, graph, **client_options),
     )
 
 
@@ -101,3 +103,10 @@ def _close(*things: Any) -> None:
         close = getattr(thing, "close", None)
         if close is not None:
             close()
+
+
+def _aml(settings: Settings, credential: Any, graph: Any, **client_options: Any) -> Any:
+    """The Azure ML lens's compute source (clients built on first use; ``graph`` None = its own)."""
+    from shared.azure.aml import AzureMl
+
+    return AzureMl(settings, credential, graph, own_graph=graph is None, **client_options)

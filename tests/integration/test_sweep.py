@@ -76,7 +76,7 @@ def test_timer_sweeps_everything_and_writes_a_summary_row(local_azure: LocalAzur
     assert (d["nsgs"], d["compliant"], d["findings"]["high"], d["failures"]) == (12, 8, 4, [])
     assert d["compliancePercent"] == pytest.approx(66.67) and summary["Result"] == "completed"
     assert {r["SweepId"] for r in local_azure.ingested()} == {summary["SweepId"]}
-    assert local_azure.count("graph") == 2  # one NIC query page + one NSG page
+    assert local_azure.count("graph") == 3  # one NIC query page + one ML workspace page + one NSG page
     assert local_azure.count("arm.get") == 0 and local_azure.count("arm.list") == 0
 
 
@@ -131,7 +131,8 @@ def test_graph_unavailable_falls_back_per_subscription_and_one_subscription_fail
     evaluated = {r["NsgId"] for r in rows(local_azure, RecordType="evaluation")}
     assert evaluated == {i for i in estate if SUBS[1] not in i}
     stages = Counter(f["stage"] for f in result.failures)
-    assert stages == {"nic-inventory": 1, "resource-graph": 1, "list": 1}
+    # The Azure ML lens cannot list workspaces either: recorded, not silent.
+    assert stages == {"nic-inventory": 1, "ml-workspaces": 1, "resource-graph": 1, "list": 1}
     assert result.summary["failedSubscriptions"] == [SUBS[1]]
     assert result.summary["source"] == "resource-graph+per-subscription"
     (summary,) = rows(local_azure, RecordType="sweep")
