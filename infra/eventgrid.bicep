@@ -28,6 +28,8 @@ var nsgOperations = [
   'Microsoft.Network/networkSecurityGroups/delete'
   'Microsoft.Network/networkSecurityGroups/securityRules/write'
   'Microsoft.Network/networkSecurityGroups/securityRules/delete'
+  'Microsoft.MachineLearningServices/workspaces/computes/write'
+  'Microsoft.MachineLearningServices/workspaces/computes/delete'
 ]
 
 resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {

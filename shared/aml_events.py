@@ -38,7 +38,9 @@ def handle_compute_event(change: ComputeChange, deps: Any) -> Any:
     else:
         try:
             raw = source.get_compute(change.compute_id)
-            compute = load_compute(source, raw, deps.owner_tag)
+            compute, nodes_error = load_compute(source, raw, deps.owner_tag)
+            if nodes_error is not None:
+                log.warning("compute %s: listNodes failed, judged on port 22 only: %s", compute.id, nodes_error)
             verdict = judge(compute, deps.engine.evaluator, source.nsgs_near(compute))
             rows = verdict_rows(ctx, verdict)
         except NsgNotFound:

@@ -37,12 +37,19 @@ class ComputeSource(Protocol):
     def list_nodes(self, compute_id: str) -> Any: ...
 
 
-def load_compute(source: ComputeSource, raw: Any, owner_tag: str) -> Compute:
-    """Parse one compute; for a public cluster with SSH on, read its nodes' NAT ports too."""
+def load_compute(source: ComputeSource, raw: Any, owner_tag: str) -> tuple[Compute, Exception | None]:
+    """Parse one compute; for a public cluster with SSH on, read its nodes' NAT ports too.
+
+    ``listNodes`` is an action the identity may lack (403): the cluster is then judged on port 22 alone
+    and the error is returned for the caller to record.
+    """
     compute = parse_compute(raw, owner_tag)
     if compute.compute_type == AML_COMPUTE and compute.ssh_public_access and compute.has_public_ip:
-        compute = parse_compute(raw, owner_tag, source.list_nodes(compute.id))
-    return compute
+        try:
+            compute = parse_compute(raw, owner_tag, source.list_nodes(compute.id))
+        except (TransientError, InputError) as exc:
+            return compute, exc
+    return compute, None
 
 
 class ComputeSweep:
@@ -88,11 +95,13 @@ class ComputeSweep:
             for page in self.source.compute_pages(ws_id):
                 for raw in page:
                     try:
-                        self.computes.append(load_compute(self.source, raw, self.owner_tag))
+                        compute, nodes_error = load_compute(self.source, raw, self.owner_tag)
                     except InputError as exc:
                         self._invalid(raw, exc)
-                    except TransientError as exc:
-                        self._invalid(raw, exc)
+                        continue
+                    self.computes.append(compute)
+                    if nodes_error is not None:
+                        self.fail("ml-nodes", nodes_error, compute=compute.id)
         except (TransientError, InputError) as exc:
             self.complete = False
             self.fail("ml-computes", exc, workspace=ws_id)
