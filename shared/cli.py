@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shared import __version__, remediate_cli, sweep_cli
+from shared import __version__, migrate_cli, remediate_cli, sweep_cli
 from shared.errors import ConfigError, InputError
 from shared.findings import STATUS_EXEMPT
 from shared.policy import DEFAULT_MANAGEMENT_PORTS, SEVERITY_ORDER, Policy, parse_port_list, watched_ports
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(handler=_cmd_localazure)
     remediate_cli.register(sub)
     sweep_cli.register(sub)
+    migrate_cli.register(sub)
     return parser
 
 
