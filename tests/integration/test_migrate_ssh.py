@@ -87,7 +87,7 @@ def test_without_proof_only_step_1_runs_and_22_stays_open(local_azure: LocalAzur
     assert "step 1 APPLIED" in out and "step 2 WAITING" in out and "Port 50022" in out and "\nstep 3" not in out
     assert rule_puts(local_azure) == [f"{ALLOW_PREFIX}50022"]
     assert exposure(local_azure, nsg_id, 22) == "internet"  # never closes 22 first
-    assert exposure(local_azure, nsg_id, 50022) == "none"  # 203.0.113.0/24 is not public space; no Any
+    assert exposure(local_azure, nsg_id, 50022) == "trusted"  # the VPN /28: never internet or broad
 
 
 def test_step_order_then_resume_with_tcp_proof(local_azure: LocalAzure, env: Any, nsg_id: str, listener: int,
