@@ -103,6 +103,9 @@ param createSystemTopic bool = true
 @description('Grant the app identity Storage Queue Data Contributor (only needed if the app or host is configured to use queues).')
 param enableQueueAccess bool = false
 
+@description('Deploy a data collection rule for sshd auth/authpriv Syslog (failed SSH logins KPI); associate Linux VMs with it.')
+param deploySyslogDcr bool = false
+
 // ---------------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------------
@@ -229,6 +232,17 @@ module alerts 'modules/alerts.bicep' = {
     workspaceId: monitoring.outputs.workspaceId
     alertEmails: alertEmails
     alertWebhookUrl: alertWebhookUrl
+  }
+}
+
+module syslogDcr 'modules/syslog-dcr.bicep' = if (deploySyslogDcr) {
+  name: 'syslog-dcr'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    dcrName: 'dcr-nsgguard-syslog-${resourceToken}'
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
 

@@ -330,12 +330,15 @@ class ComputeVerdict:
         return sorted(f.finding_id for f in self.findings if f.open)
 
 
-def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet_nsg_known: bool = True
-          ) -> ComputeVerdict:
+def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet_nsg_known: bool = True,
+          aml_nsg_is_its_own: bool = False) -> ComputeVerdict:
     """Judge one compute against the NSGs that may stand in front of it (others are ignored).
 
     ``nsgs`` may hold any NSGs: only those :func:`guards` ties to the compute count. ``subnet_nsg_known``:
     False when the inventory was incomplete, so a subnet no NSG claimed may still have one (then Unknown).
+    ``aml_nsg_is_its_own``: AML names its NSG by a GUID, not by the compute, so an AML-managed NSG in the
+    VNet's resource group narrows the path only when it can belong to no other compute (the caller knows: one
+    public compute in that resource group). Otherwise it is listed in the path but never trusted to block.
     """
     hops = tuple(hop_view(evaluator, n, role, compute.ssh_ports)
                  for n in nsgs for role in (guards(n, compute),) if role is not None)
@@ -351,6 +354,7 @@ def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet
         "enableNodePublicIp": compute.node_public_ip, "ownerSource": compute.owner_source,
         "creator": compute.creator,
         "nsgPath": [{"nsgId": h.nsg_id, "role": h.role,
+                     **({"narrows": aml_nsg_is_its_own} if h.role == "aml-managed" else {}),
                      "allows": {str(p): evaluator.classify(s) for p, s in sorted(h.allowed.items())},
                      **({"amlRequiredRules": list(h.required_rules)} if h.required_rules else {})}
                     for h in hops[:MAX_LISTED]],
@@ -371,7 +375,7 @@ def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet
                               "no public IP (enableNodePublicIp is false): SSH is reachable only from the VNet",
                               tuple(findings), hops, details)
     subnet_hops = [h for h in hops if h.role == "subnet"]
-    aml_hops = [h for h in hops if h.role == "aml-managed"]
+    aml_hops = [h for h in hops if h.role == "aml-managed"] if aml_nsg_is_its_own else []
     if compute.subnet_id and not subnet_hops and not subnet_nsg_known:
         return ComputeVerdict(compute, UNKNOWN, None, None, compute.ssh_ports[0],
                               "the NSG of the compute's subnet could not be inventoried: exposure unknown",

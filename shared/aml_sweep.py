@@ -139,7 +139,9 @@ class ComputeSweep:
         rows = list(self.error_rows)
         for c in self.computes:
             known = inventory_complete or (c.subnet_id or "").lower() in self.claimed
-            v = judge(c, self.evaluator, self.hops.get(c.id.lower(), ()), subnet_nsg_known=known)
+            own = c.vnet_key is not None and sum(o.has_public_ip for o in self.by_vnet.get(c.vnet_key, ())) == 1
+            v = judge(c, self.evaluator, self.hops.get(c.id.lower(), ()), subnet_nsg_known=known,
+                      aml_nsg_is_its_own=own)
             self.counts[v.status] += 1
             if v.severity == "critical":
                 self.counts["critical"] += 1

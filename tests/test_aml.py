@@ -193,12 +193,23 @@ def test_critical_vs_latent(case: str, compute: dict[str, Any], nsgs: list[list[
 def test_aml_managed_nsg_blocking_closes_the_path():
     """Both hops must allow: the subnet NSG opens 50000, the AML NSG (NIC level) admits only its own rules."""
     c = parse_compute(instance())
-    v = judge(c, ENGINE.evaluator, [net_nsg("nsg-training", copy.deepcopy(OPEN_50000)), aml_nsg()])
+    v = judge(c, ENGINE.evaluator, [net_nsg("nsg-training", copy.deepcopy(OPEN_50000)), aml_nsg()],
+              aml_nsg_is_its_own=True)
     assert (v.status, v.severity) == (COMPLIANT, None)
     assert {h["role"] for h in v.details["nsgPath"]} == {"subnet", "aml-managed"}
     opened = aml_nsg([rule("AllowCI", 200, "50000", "*")])
-    v = judge(c, ENGINE.evaluator, [net_nsg("nsg-training", copy.deepcopy(OPEN_50000)), opened])
+    v = judge(c, ENGINE.evaluator, [net_nsg("nsg-training", copy.deepcopy(OPEN_50000)), opened],
+              aml_nsg_is_its_own=True)
     assert v.severity == "critical"
+
+
+def test_an_aml_nsg_that_may_belong_to_another_compute_never_hides_exposure():
+    """AML names its NSG by a GUID: with several public computes in the VNet's resource group, trusting
+    the wrong one to block would under-report."""
+    c = parse_compute(instance())
+    v = judge(c, ENGINE.evaluator, [net_nsg("nsg-training", copy.deepcopy(OPEN_50000)), aml_nsg()])
+    assert v.severity == "critical"
+    assert [h.get("narrows") for h in v.details["nsgPath"] if h["role"] == "aml-managed"] == [False]
 
 
 def test_cluster_judged_on_node_nat_ports_too():

@@ -18,6 +18,10 @@ var readActions = [
   'Microsoft.Network/virtualNetworks/subnets/read'
   'Microsoft.ResourceGraph/resources/read'
   'Microsoft.Resources/subscriptions/read'
+  // Azure ML lens: workspaces (Resource Graph), computes (ARM list and GET), cluster node NAT ports (listNodes).
+  'Microsoft.MachineLearningServices/workspaces/read'
+  'Microsoft.MachineLearningServices/workspaces/computes/read'
+  'Microsoft.MachineLearningServices/workspaces/computes/listNodes/action'
 ]
 
 // Write side: only with enableEnforce (REVERT_MODE=enforce). Rule-level PUT/DELETE only; the NSG itself

@@ -86,7 +86,7 @@ class AzureMl:
 
     # --- HTTP ----------------------------------------------------------------------------------------
     def _call(self, method: str, url: str, what: str) -> dict[str, Any]:
-        from azure.core.exceptions import HttpResponseError, map_error
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, map_error
         from azure.core.rest import HttpRequest
         from azure.mgmt.core.exceptions import ARMErrorFormat
 
@@ -97,7 +97,7 @@ class AzureMl:
         with azure_errors(what):
             response = self._client.send_request(HttpRequest(method, url, headers={"Accept": "application/json"}))
             if response.status_code >= 300:
-                map_error(response.status_code, response, {})
+                map_error(response.status_code, response, {404: ResourceNotFoundError})
                 raise HttpResponseError(response=response, error_format=ARMErrorFormat)
         try:
             body = response.json() if response.content else {}

@@ -1,0 +1,116 @@
+"""A seeded Azure ML estate for the stand-ins (demo and tests): workspaces, computes, their VNet's NSGs.
+
+* ``ws-vision`` (rg-ml): ``ci-bob-notebook`` (instance, SSH public access off), ``train-a100`` (cluster from the
+  reference sample: SSH on, no owner, two nodes with NAT ports 50000/50001), in the VNet ``vnet-ml``;
+* ``ws-nlp`` (rg-ml): ``ci-chen-nlp`` (instance without a VNet, SSH off);
+* NSGs in ``rg-ml-net``: ``snet-notebooks-nsg`` (subnet ``snet-notebooks``: AML's inbound rules and SSH from the
+  Bastion subnet only), ``snet-training-nsg`` (subnet ``snet-training``: SSH on 2222 from the VPN), and the NSG
+  AML creates for public nodes (``…-azurebatch-cloudservicenetworksecuritygroup``: 44224 and 29876-29877 only).
+
+:func:`compute_instance` builds the ARM body of a compute instance like the reference sample.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from localazure.estate import BASTION_SUBNET, ML_SUB, VPN_EGRESS
+
+ML_RG, NET_RG = "rg-ml", "rg-ml-net"
+VNET = f"/subscriptions/{ML_SUB}/resourceGroups/{NET_RG}/providers/Microsoft.Network/virtualNetworks/vnet-ml"
+NOTEBOOKS_SUBNET = f"{VNET}/subnets/snet-notebooks"
+TRAINING_SUBNET = f"{VNET}/subnets/snet-training"
+AML_NSG = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b-azurebatch-cloudservicenetworksecuritygroup"
+NOTEBOOKS_NSG = "snet-notebooks-nsg"
+
+
+def workspace_path(ws: str) -> str:
+    return f"/subscriptions/{ML_SUB}/resourceGroups/{ML_RG}/providers/Microsoft.MachineLearningServices/workspaces/{ws}"
+
+
+def nsg_id(name: str) -> str:
+    return f"/subscriptions/{ML_SUB}/resourceGroups/{NET_RG}/providers/Microsoft.Network/networkSecurityGroups/{name}"
+
+
+def _rule(name: str, priority: int, port: str, source: str, access: str = "Allow") -> dict[str, Any]:
+    return {"name": name, "properties": {"protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": port,
+                                         "sourceAddressPrefix": source, "destinationAddressPrefix": "*",
+                                         "access": access, "priority": priority, "direction": "Inbound"}}
+
+
+AML_RULES = [_rule("AzureMachineLearning", 100, "44224", "AzureMachineLearning"),
+             _rule("BatchNodeManagement", 110, "29876-29877", "BatchNodeManagement")]
+
+
+def network_nsgs() -> list[dict[str, Any]]:
+    def nsg(name: str, rules: list[dict[str, Any]], subnets: list[str], owner: str) -> dict[str, Any]:
+        return {"id": nsg_id(name), "name": name, "location": "westeurope", "tags": {"owner": owner},
+                "properties": {"securityRules": copy.deepcopy(rules), "subnets": [{"id": s} for s in subnets]}}
+
+    return [
+        nsg(NOTEBOOKS_NSG, [*AML_RULES, _rule("AllowSSHFromBastion", 300, "22", BASTION_SUBNET)],
+            [NOTEBOOKS_SUBNET], "ml-platform@contoso.example"),
+        nsg("snet-training-nsg", [*AML_RULES, _rule("AllowSSHFromVPN", 300, "2222", VPN_EGRESS)],
+            [TRAINING_SUBNET], "ml-platform@contoso.example"),
+        nsg(AML_NSG, AML_RULES, [], "ml-platform@contoso.example"),
+    ]
+
+
+def compute_instance(ws: str, name: str, *, owner: str | None, owner_oid: str | None = None,
+                     subnet: str | None = NOTEBOOKS_SUBNET, ssh: str = "Disabled", ssh_port: int = 22,
+                     public_ip: str | None = None, vm_size: str = "STANDARD_NC24ADS_A100_V4") -> dict[str, Any]:
+    inner: dict[str, Any] = {
+        "vmSize": vm_size, "enableNodePublicIp": public_ip is not None, "applicationSharingPolicy": "Personal",
+        "sshSettings": {"sshPublicAccess": ssh, "adminUserName": "azureuser", "sshPort": ssh_port},
+        "connectivityEndpoints": {"privateIpAddress": "10.20.1.4",
+                                  **({"publicIpAddress": public_ip} if public_ip else {})},
+        "state": "Running",
+    }
+    if subnet:
+        inner["subnet"] = {"id": subnet}
+    if owner_oid:
+        inner["personalComputeInstanceSettings"] = {"assignedUser": {"objectId": owner_oid}}
+        inner["createdBy"] = {"userName": owner, "userId": owner_oid}
+    return {"id": f"{workspace_path(ws)}/computes/{name}", "name": name,
+            "type": "Microsoft.MachineLearningServices/workspaces/computes", "location": "westeurope",
+            "tags": {"owner": owner} if owner else {},
+            "properties": {"computeType": "ComputeInstance", "computeLocation": "westeurope",
+                           "provisioningState": "Succeeded", "properties": inner}}
+
+
+def training_cluster(reference_body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The reference cluster sample's shape (SSH on, public nodes, no owner) in ``ws-vision``."""
+    body = copy.deepcopy(reference_body) if reference_body else {
+        "name": "train-a100", "type": "Microsoft.MachineLearningServices/workspaces/computes",
+        "location": "westeurope", "tags": {"costcenter": "4711"},
+        "properties": {"computeType": "AmlCompute", "computeLocation": "westeurope", "provisioningState": "Succeeded",
+                       "properties": {"vmSize": "STANDARD_ND96ASR_V4", "subnet": {"id": TRAINING_SUBNET},
+                                      "remoteLoginPortPublicAccess": "Enabled", "enableNodePublicIp": True,
+                                      "allocationState": "Steady", "currentNodeCount": 2}}}
+    body.pop("_note", None)
+    body["id"] = f"{workspace_path('ws-vision')}/computes/{body['name']}"
+    body["properties"]["properties"]["subnet"] = {"id": TRAINING_SUBNET}
+    return body
+
+
+CLUSTER_NODES = [{"nodeId": "tvm-0001", "privateIpAddress": "10.20.2.4", "publicIpAddress": "20.61.40.7",
+                  "port": 50000, "nodeState": "idle"},
+                 {"nodeId": "tvm-0002", "privateIpAddress": "10.20.2.5", "publicIpAddress": "20.61.40.7",
+                  "port": 50001, "nodeState": "running"}]
+
+
+def seed_ml_estate(azure: Any, *, nsgs: bool = True) -> dict[str, str]:
+    """Seed workspaces, computes and (``nsgs``) the VNet's NSGs; returns the ids by short name."""
+    ids = {"ws-vision": azure.aml.seed_workspace(ML_SUB, ML_RG, "ws-vision", tags={"owner": "vision@contoso.example"}),
+           "ws-nlp": azure.aml.seed_workspace(ML_SUB, ML_RG, "ws-nlp", tags={"owner": "nlp@contoso.example"})}
+    if nsgs:
+        for body in network_nsgs():
+            ids[body["name"]] = azure.seed_nsg(body)
+    ids["ci-bob-notebook"] = azure.aml.seed_compute(compute_instance(
+        "ws-vision", "ci-bob-notebook", owner="bob.jensen@contoso.example", ssh="Disabled"))
+    ids["train-a100"] = azure.aml.seed_compute(training_cluster(), nodes=CLUSTER_NODES)
+    ids["ci-chen-nlp"] = azure.aml.seed_compute(compute_instance(
+        "ws-nlp", "ci-chen-nlp", owner="chen.wei@contoso.example", subnet=None, ssh="Disabled",
+        public_ip="20.61.33.9"))
+    return ids
