@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from shared.aml import AML_COMPUTE, UNKNOWN, Compute, guards, is_aml_managed_nsg, judge, parse_compute
 from shared.aml_rows import RECORD_COMPUTE, decorate, verdict_rows
-from shared.errors import InputError, TransientError
+from shared.errors import InputError, NsgGuardError, TransientError
 from shared.exposure import Evaluator
 from shared.inventory import Scope
 from shared.model import Nsg
@@ -47,7 +47,7 @@ def load_compute(source: ComputeSource, raw: Any, owner_tag: str) -> tuple[Compu
     if compute.compute_type == AML_COMPUTE and compute.ssh_public_access and compute.has_public_ip:
         try:
             compute = parse_compute(raw, owner_tag, source.list_nodes(compute.id))
-        except (TransientError, InputError) as exc:
+        except NsgGuardError as exc:  # 403 (InputError), 5xx (TransientError), gone since (404)
             return compute, exc
     return compute, None
 
@@ -102,7 +102,7 @@ class ComputeSweep:
                     self.computes.append(compute)
                     if nodes_error is not None:
                         self.fail("ml-nodes", nodes_error, compute=compute.id)
-        except (TransientError, InputError) as exc:
+        except NsgGuardError as exc:  # includes a workspace deleted since Resource Graph listed it (404)
             self.complete = False
             self.fail("ml-computes", exc, workspace=ws_id)
 

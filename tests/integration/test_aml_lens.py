@@ -26,6 +26,7 @@ from shared.azure.aml import AzureMl
 from shared.azure.credentials import make_credential
 from shared.config import Settings
 from shared.errors import InputError
+from shared.interfaces import NsgNotFound
 from tests.integration.conftest import Guard, function, local_env
 
 ADA = Principal(upn="ada.okafor@contoso.example", object_id="5e1f0b2a-0000-4000-8000-000000000001",
@@ -84,7 +85,7 @@ def test_list_nodes_is_paged_too(local_azure: LocalAzure, ml: AzureMl):
 
 def test_missing_workspace_is_an_arm_404_and_a_next_link_off_the_endpoint_is_refused(local_azure: LocalAzure,
                                                                                    ml: AzureMl):
-    with pytest.raises(Exception, match="404|not found"):
+    with pytest.raises(NsgNotFound, match="not found"):
         list(ml.compute_pages(workspace_path("nope")))
     with pytest.raises(InputError, match="refusing to follow"):
         ml._call("GET", "https://evil.example/subscriptions/x", "test")
@@ -167,7 +168,8 @@ def test_compute_write_event_judges_the_new_compute_at_once_then_delete_resolves
     assert (row["Trigger"], row["Status"], row["Severity"], row["Actor"], row["ComputeOwner"]) == (
         "event", "NonCompliant", "critical", ADA.upn, ADA.upn)
     (finding,) = guard.rows(RecordType="finding")
-    assert finding["Severity"] == "critical" and "NsgId" not in finding and finding["FindingId"] in row["OpenFindingIds"]
+    assert finding["Severity"] == "critical" and "NsgId" not in finding
+    assert finding["FindingId"] in row["OpenFindingIds"]
 
     response = requests.delete(f"{local_azure.url}{row['ComputeId']}?api-version=2025-12-01",
                                verify=local_azure.ca_path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
