@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from localazure.estate import BASTION_SUBNET, ML_SUB, VPN_EGRESS
+from localazure.estate import BASTION_SUBNET, ML_SUB, PLATFORM_SUB, VPN_EGRESS
 
 ML_RG, NET_RG = "rg-ml", "rg-ml-net"
 VNET = f"/subscriptions/{ML_SUB}/resourceGroups/{NET_RG}/providers/Microsoft.Network/virtualNetworks/vnet-ml"
@@ -114,3 +114,49 @@ def seed_ml_estate(azure: Any, *, nsgs: bool = True) -> dict[str, str]:
         "ws-nlp", "ci-chen-nlp", owner="chen.wei@contoso.example", subnet=None, ssh="Disabled",
         public_ip="20.61.33.9"))
     return ids
+
+
+def workspace_rows(now: Any, computes: dict[str, str]) -> list[dict[str, Any]]:
+    """Stand-in ``Syslog`` and ``SecurityAlert`` rows of the same Log Analytics workspace (``Type`` column as in
+    an export), so every KPI tile has something: sshd failures on the jump boxes over three days (plus
+    lines that are not failures), and Defender brute-force alerts, one of them exported twice (dedup) and
+    one on the exposed compute (joins to its finding)."""
+    from datetime import timedelta
+
+    def iso(t: Any) -> str:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+
+    rows: list[dict[str, Any]] = []
+    failures = {"vm-jump-01": (14, 3, 41), "vm-jump-02": (0, 2, 5), "vm-jump-03": (1, 0, 0)}
+    for computer, per_day in failures.items():
+        for back, count in enumerate(per_day):
+            day = now - timedelta(days=back, hours=1)
+            for i in range(count):
+                message = (f"Failed password for root from 45.155.205.{i % 250} port {40000 + i} ssh2"
+                           if i % 3 else f"Invalid user admin{i} from 185.224.128.{i % 250} port {50000 + i}")
+                rows.append({"Type": "Syslog", "TimeGenerated": iso(day - timedelta(minutes=i)),
+                             "Computer": computer, "Facility": "authpriv", "SeverityLevel": "info",
+                             "ProcessName": "sshd", "ProcessID": 1200 + i, "SyslogMessage": message})
+            rows.append({"Type": "Syslog", "TimeGenerated": iso(day), "Computer": computer, "Facility": "authpriv",
+                         "SeverityLevel": "info", "ProcessName": "sshd", "ProcessID": 999,
+                         "SyslogMessage": "Accepted publickey for azureuser from 10.0.1.5 port 50122 ssh2"})
+    vm = (f"/subscriptions/{PLATFORM_SUB}/resourceGroups/rg-jumpboxes/providers/Microsoft.Compute/"
+          "virtualMachines/vm-jump-01")
+
+    def alert(alert_id: str, alert_type: str, resource: str, when: Any, severity: str = "Medium",
+              status: str = "New") -> dict[str, Any]:
+        return {"Type": "SecurityAlert", "TimeGenerated": iso(when), "SystemAlertId": alert_id,
+                "AlertType": alert_type, "AlertName": alert_type.replace("_", " "), "AlertSeverity": severity,
+                "ResourceId": resource, "ProviderName": "Azure Security Center", "Status": status,
+                "CompromisedEntity": resource.rsplit("/", 1)[-1]}
+
+    rows += [alert("2517538088322968242_a1", "VM_SshBruteForceFailed", vm, now - timedelta(days=2)),
+             alert("2517538088322968242_a1", "VM_SshBruteForceFailed", vm, now - timedelta(days=2, minutes=-30),
+                   status="InProgress"),  # the same alert again (status update): counted once
+             alert("2517538088322968242_a2", "VM_SshBruteForceFailed", vm, now - timedelta(days=1)),
+             alert("2517538088322968242_a3", "VM_LoginBruteForceValidUserFailed", vm, now - timedelta(hours=3),
+                   severity="High"),
+             alert("2517538088322968242_b1", "SSH_Incoming_BF_ManyToOne", computes["ci-ada-gpu"],
+                   now - timedelta(minutes=20), severity="Low"),
+             alert("2517538088322968242_x1", "VM_SuspiciousCommandLine", vm, now - timedelta(hours=2))]
+    return rows

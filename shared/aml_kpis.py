@@ -4,8 +4,8 @@ Rows come from one export: NSG Guard's own rows (``NsgGuardFindings_CL``) plus, 
 ``Type`` column, ``Syslog`` and ``SecurityAlert`` rows from the same workspace.
 
 1. :func:`compute_compliance` - ``aml_compute_compliance.kql``: per sweep, judged computes and % Compliant.
-2. :func:`compute_mttr` - ``aml_mttr.kql``: opened = first Open compute finding (ssh/ssh-custom); resolved = first
-   later compute row of the same compute without the id. Mean hours per compute and per owner.
+2. :func:`compute_mttr` - ``aml_mttr.kql``: opened = first Open compute finding (ssh/ssh-custom, no NsgId);
+   resolved = first later compute row of the same compute without the id. Mean hours per compute and per owner.
 3. :func:`failed_ssh_logins` - ``aml_failed_ssh_logins.kql``: sshd failures per computer per day; AML computes
    listed as not measured (None, not zero).
 4. :func:`bruteforce_alerts` - ``aml_bruteforce_alerts.kql``: Defender brute-force alerts deduplicated on
@@ -67,8 +67,9 @@ def compute_compliance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def compute_mttr(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     opened: dict[str, dict[str, Any]] = {}
     for r in rows:
-        if r.get("RecordType") == "finding" and r.get("ComputeId") and r.get("Status") == "Open" \
-                and r.get("PortKind") in ("ssh", "ssh-custom"):
+        # Compute findings only: NSG findings that merely name the compute they guard carry an NsgId.
+        if r.get("RecordType") == "finding" and r.get("ComputeId") and not r.get("NsgId") \
+                and r.get("Status") == "Open" and r.get("PortKind") in ("ssh", "ssh-custom"):
             fid = str(r.get("FindingId"))
             if fid not in opened or r["TimeGenerated"] < opened[fid]["at"]:
                 opened[fid] = {"at": r["TimeGenerated"], "compute": str(r["ComputeId"]).lower(),
