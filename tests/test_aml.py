@@ -246,3 +246,40 @@ def test_finding_ids_are_stable_per_compute_and_port():
     b = judge(c, Engine(Policy(watched=(WatchedPort(22, "ssh"),))).evaluator,
               [net_nsg("nsg2", copy.deepcopy(OPEN_50000))])
     assert a.open_finding_ids == b.open_finding_ids and len(a.open_finding_ids) == 1
+
+
+# --- compute events ----------------------------------------------------------------------------------------
+
+def compute_event(operation: str, event_type: str = "Microsoft.Resources.ResourceWriteSuccess",
+                  uri: str | None = None) -> dict[str, Any]:
+    cid = reference("aml-compute-instance.json")["id"]
+    return {"id": "e1", "topic": f"/subscriptions/{SUB}", "subject": uri or cid, "eventType": event_type,
+            "eventTime": "2026-11-30T10:00:00.1234567Z", "dataVersion": "2", "metadataVersion": "1",
+            "data": {"operationName": operation, "status": "Succeeded", "resourceUri": uri or cid,
+                     "claims": {"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "ada@contoso.example"}}}
+
+
+@pytest.mark.parametrize("operation, event_type, kind", [
+    ("Microsoft.MachineLearningServices/workspaces/computes/write", "Microsoft.Resources.ResourceWriteSuccess",
+     "compute-write"),
+    ("microsoft.machinelearningservices/workspaces/computes/delete", "Microsoft.Resources.ResourceDeleteSuccess",
+     "compute-delete"),
+])
+def test_compute_events_are_recognised(operation: str, event_type: str, kind: str):
+    from shared.events import parse_compute_event
+
+    change = parse_compute_event(compute_event(operation, event_type))
+    assert change is not None and (change.kind, change.actor.name, change.subscription_id) == (
+        kind, "ada@contoso.example", SUB)
+
+
+def test_nsg_events_are_not_compute_events_and_mismatches_are_input_errors():
+    from shared.events import parse_compute_event
+
+    assert parse_compute_event(compute_event("Microsoft.Network/networkSecurityGroups/write")) is None
+    assert parse_compute_event("not json") is None  # parse_event rejects it with its own message
+    with pytest.raises(InputError, match="does not match"):
+        parse_compute_event(compute_event("Microsoft.MachineLearningServices/workspaces/computes/delete"))
+    with pytest.raises(InputError, match="not an Azure ML compute id"):
+        parse_compute_event(compute_event("Microsoft.MachineLearningServices/workspaces/computes/write",
+                                          uri=f"/subscriptions/{SUB}/resourceGroups/rg"))
