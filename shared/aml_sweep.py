@@ -127,12 +127,16 @@ class ComputeSweep:
         return [c for c in out if guards(nsg, c)]
 
     def observe(self, nsg: Nsg) -> None:
-        self.claimed.update(s.lower() for s in nsg.subnet_ids)
+        if not self.computes:
+            return
+        # Only compute subnets are remembered: memory stays flat however many NSGs the sweep streams.
+        self.claimed.update(k for k in (s.lower() for s in nsg.subnet_ids) if k in self.by_subnet)
         for c in self.related(nsg):
             self.hops.setdefault(c.id.lower(), []).append(nsg)
 
     def decorate(self, rows: list[dict[str, Any]], nsg: Nsg) -> None:
-        decorate(rows, self.related(nsg))
+        if self.computes:
+            decorate(rows, self.related(nsg))
 
     # --- verdicts ------------------------------------------------------------------------------------
     def finish(self, inventory_complete: bool) -> list[dict[str, Any]]:
