@@ -283,3 +283,14 @@ def test_nsg_events_are_not_compute_events_and_mismatches_are_input_errors():
     with pytest.raises(InputError, match="not an Azure ML compute id"):
         parse_compute_event(compute_event("Microsoft.MachineLearningServices/workspaces/computes/write",
                                           uri=f"/subscriptions/{SUB}/resourceGroups/rg"))
+
+
+def test_compute_event_without_the_lens_is_acknowledged_as_ignored():
+    from types import SimpleNamespace
+
+    from shared.aml_events import handle_compute_event
+    from shared.events import parse_compute_event
+
+    change = parse_compute_event(compute_event("Microsoft.MachineLearningServices/workspaces/computes/write"))
+    outcome = handle_compute_event(change, SimpleNamespace(computes=None, owner_tag="owner"))
+    assert outcome.status == "ignored" and "not configured" in outcome.reason
