@@ -33,12 +33,15 @@ param maxDeliveryAttempts int = 30
 @maxValue(1440)
 param eventTimeToLiveInMinutes int = 1440
 
-// The four NSG operations; Event Grid compares StringIn values case-insensitively.
+// The four NSG operations and the Azure ML compute write/delete; Event Grid compares StringIn values
+// case-insensitively. (Tags API writes have their own subscription below.)
 var nsgOperations = [
   'Microsoft.Network/networkSecurityGroups/write'
   'Microsoft.Network/networkSecurityGroups/delete'
   'Microsoft.Network/networkSecurityGroups/securityRules/write'
   'Microsoft.Network/networkSecurityGroups/securityRules/delete'
+  'Microsoft.MachineLearningServices/workspaces/computes/write'
+  'Microsoft.MachineLearningServices/workspaces/computes/delete'
 ]
 
 resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {

@@ -115,6 +115,9 @@ param systemTopicTagsB64 string = ''
 @description('Grant the app identity Storage Queue Data Contributor : the revert queue (nsg-guard-revert) needs it (docs/revert.md).')
 param enableQueueAccess bool = true
 
+@description('Deploy a data collection rule for sshd auth/authpriv Syslog (failed SSH logins KPI); associate Linux VMs with it.')
+param deploySyslogDcr bool = false
+
 // ---------------------------------------------------------------------------------------------------
 // Names
 // ---------------------------------------------------------------------------------------------------
@@ -261,6 +264,17 @@ module alerts 'modules/alerts.bicep' = {
     workspaceId: monitoring.outputs.workspaceId
     alertEmails: alertEmails
     alertWebhookUrl: alertWebhookUrl
+  }
+}
+
+module syslogDcr 'modules/syslog-dcr.bicep' = if (deploySyslogDcr) {
+  name: 'syslog-dcr'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    dcrName: 'dcr-nsgguard-syslog-${resourceToken}'
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
 

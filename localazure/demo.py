@@ -209,6 +209,7 @@ def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
                                       "new revert")
 
         second = _sweep(timeline, azure)
+        aml_ok = _aml_chapter(azure, timeline, out, deliver, work)
         event_deps.cache_clear()
 
         out.write("\n" + report_file(audit) + "\n")
@@ -219,7 +220,15 @@ def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
               any(r.get("Severity") == "high" for r in findings) and bool(applied) and bool(ours) and
               last["Status"] == "Exempt" and all(s.status == "done" for s in steps) and refused and
               secops_code == 0 and
-              second["nsgs"] == first["nsgs"])
+              second["nsgs"] == first["nsgs"] and aml_ok)
         out.write("\nDemo " + ("succeeded: detected, attributed, reverted, verified, exempted and restored.\n"
                                 if ok else "FAILED\n"))
         return 0 if ok else 1
+
+
+def _aml_chapter(azure: Any, timeline: Timeline, out: TextIO, deliver: Any, work: Path) -> bool:
+    """The Azure ML lens chapter (``localazure.aml_demo``) on the same stand-ins."""
+    from localazure.aml_demo import run_aml_demo
+
+    return run_aml_demo(azure, timeline.say, out, lambda: _deliver_all(azure, timeline, deliver),
+                        lambda: _sweep(timeline, azure), work, ADA)

@@ -42,6 +42,7 @@ TYPE_TABLES: dict[str, str] = {
     "microsoft.network/networksecuritygroups": "nsg",
     "microsoft.network/networkinterfaces": "nic",
     "microsoft.network/publicipaddresses": "publicip",
+    "microsoft.machinelearningservices/workspaces": "mlworkspace",
 }
 
 Selector = Callable[[str], str | None]

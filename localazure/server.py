@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from . import policyexemptions
+from .aml import AmlStore, aml_route
 from .arm import NetworkStore, Operation, key_of, nsg_id
 from .auth import DEFAULT_TOKEN, StaticTokenCredential
 from .eventgrid import LOCAL_DEVELOPER, EventGridTopic, Principal
@@ -80,6 +81,8 @@ def route(method: str, path: str) -> Route | None:
     if (pe := policyexemptions.route(m, parts)) is not None:
         return Route(*pe)
     arm_kind = {"GET": "arm.get", "PUT": "arm.put", "DELETE": "arm.delete"}.get(m, "arm.other")
+    if (ml := aml_route(m, parts, low)) is not None:
+        return Route(*ml)
     if n >= 2 and low[0] == "subscriptions":
         sub = parts[1]
         # /subscriptions/{sub}/providers/Microsoft.Network/...
@@ -349,6 +352,7 @@ class LocalAzure:
         self.network = NetworkStore(lro_polls=lro_polls, lro_auto_complete_s=lro_auto_complete_s)
         self.graph = GraphStore(self._all_nsg_bodies, tenant_id=tenant_id, enforce_quota=graph_enforce_quota)
         self.ingestion = IngestionStore(data_dir=data_dir)
+        self.aml = AmlStore(self.graph, page_size=page_size)
         self.dcr_id = dcr_id
         self.stream = self.ingestion.add_schema(dcr_id, schema_path)
         self.faults = FaultInjector()
@@ -725,6 +729,9 @@ class LocalAzure:
         except ArmError as err:
             err.headers = {**headers, **err.headers}
             raise
+
+    def _h_aml(self, h: _Handler, r: Route, query: dict[str, str], body: bytes) -> tuple[int, Any, dict]:
+        return self.aml.handle(self, h, r.resource, r.params, query, body)
 
     def _h_ingest(self, h: _Handler, r: Route, query: dict[str, str], body: bytes) -> tuple[int, Any, dict]:
         if h.command != "POST":

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from shared import __version__, exempt_cli, remediate_cli, sweep_cli
+from shared import __version__, exempt_cli, migrate_cli, remediate_cli, sweep_cli
 from shared.errors import ConfigError, InputError, TransientError
 from shared.findings import STATUS_EXEMPT
 from shared.policy import DEFAULT_MANAGEMENT_PORTS, SEVERITY_ORDER, Policy, parse_port_list, watched_ports
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     remediate_cli.register(sub)
     sweep_cli.register(sub)
     exempt_cli.register(sub)
+    migrate_cli.register(sub)
     _document_exit_codes(sub)
     return parser
 

@@ -258,3 +258,71 @@ def is_nsg_id(resource_id: str) -> bool:
     except InputError:
         return False
     return True
+
+
+# --- Azure ML computes (the ML lens): a compute write/delete is a pointer to re-read the compute ---------
+COMPUTE_OPERATIONS = {
+    "microsoft.machinelearningservices/workspaces/computes/write": "compute-write",
+    "microsoft.machinelearningservices/workspaces/computes/delete": "compute-delete",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ComputeChange:
+    event_id: str
+    event_type: str
+    operation: str
+    kind: str  # compute-write | compute-delete
+    compute_id: str
+    subscription_id: str
+    event_time: datetime | None
+    correlation_id: str | None
+    actor: Actor
+    schema: str
+
+    @property
+    def deleted(self) -> bool:
+        return self.kind == "compute-delete"
+
+
+def parse_compute_event(obj: Any) -> ComputeChange | None:
+    """A compute write/delete event, or None when the event is about something else (or unreadable: then
+    :func:`parse_event` classifies it). Raises :class:`InputError` for a malformed compute event."""
+    try:
+        env, schema = _envelope(obj)
+    except InputError:
+        return None
+    data = env.get("data")
+    if isinstance(data, (str, bytes)) and len(data) <= MAX_EVENT_BYTES:
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError:
+            return None
+    operation = data.get("operationName") if isinstance(data, Mapping) else None
+    kind = COMPUTE_OPERATIONS.get(operation.lower()) if isinstance(operation, str) else None
+    event_id, event_type = env.get("id"), env.get("type")
+    if kind is None or not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
+        return None
+    assert isinstance(data, Mapping) and isinstance(operation, str)
+    try:
+        if event_type.lower() not in (WRITE_SUCCESS, DELETE_SUCCESS):
+            return None
+        if (event_type.lower() == DELETE_SUCCESS) != kind.endswith("delete"):
+            raise InputError(f"event type {event_type} does not match operation {operation}")
+        status = _str_field(data, "status", "data", required=False)
+        if status is not None and status.lower() != "succeeded":
+            return None
+        resource_id = _str_field(data, "resourceUri", "data", required=False) or env.get("subject")
+        if not isinstance(resource_id, str) or not resource_id:
+            raise InputError("event has neither data.resourceUri nor a subject")
+        from shared.aml import workspace_of
+
+        workspace_of(resource_id)  # validates the id shape
+        return ComputeChange(
+            event_id=event_id, event_type=event_type, operation=operation, kind=kind, compute_id=resource_id,
+            subscription_id=split_resource_id(resource_id).get("subscriptions", ""),
+            event_time=_parse_time(env.get("time")),
+            correlation_id=_str_field(data, "correlationId", "data", required=False), actor=_actor(data),
+            schema=schema)
+    except InputError as exc:
+        raise InputError(f"event {event_id}: {exc.reason}") from None

@@ -333,19 +333,24 @@ def _from_tables(tables: list[Any], source: str) -> list[dict[str, Any]]:
     return rows
 
 
+#: other tables of the same Log Analytics workspace that ``report`` reads beside NSG Guard's rows (their
+#: ``Type`` column names the table): sshd failures and Defender brute-force alerts (docs/aml.md, KPIs 3 and 4)
+WORKSPACE_TABLES = ("Syslog", "SecurityAlert")
+
+
 def _check_kinds(rows: list[dict[str, Any]], lines: list[int], kinds: tuple[str, ...] | None,
                  source: str) -> None:
     wanted = ("kind " + " or ".join(repr(k) for k in kinds)) if kinds else "NSG Guard's table"
     if not rows:
         raise InputError(f"no table rows in the file (expected rows of {wanted})", source=source)
     for n, row in enumerate(rows):
-        if not isinstance(row.get("RecordType"), str):
+        if not isinstance(row.get("RecordType"), str) and row.get("Type") not in WORKSPACE_TABLES:
             line = lines[n] if n < len(lines) else None
             where = f"line {line}" if line else f"row {n + 1}"
             raise InputError(f"{where} is not an NSG Guard table row (no RecordType); expected rows of "
                              f"{wanted}", source=source)
-    if kinds and not any(r["RecordType"] in kinds for r in rows):
-        found = sorted({r["RecordType"] for r in rows})
+    if kinds and not any(r.get("RecordType") in kinds for r in rows):
+        found = sorted({str(r.get("RecordType") or r.get("Type")) for r in rows})
         raise InputError(f"no rows of {wanted} in the file (found: {', '.join(found) or 'no rows'})",
                          source=source)
 

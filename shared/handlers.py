@@ -12,8 +12,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.aml_events import handle_compute_event
 from shared.errors import InputError, TransientError
-from shared.events import Ignored, NsgChange, parse_event
+from shared.events import Ignored, NsgChange, parse_compute_event, parse_event
 from shared.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions, event_exemptions, exemption_context
 from shared.interfaces import NsgNotFound, NsgReader, RowSink
 from shared.policy import Engine
@@ -42,6 +43,7 @@ class EventDeps:
     jit_principals: frozenset[str] = frozenset()
     exemption_settings: Any = None  # ExemptionSettings (None: defaults with exempt_tag)
     exemptions: Any = None  # policy exemption reader (shared.azure.policyexemptions); None: none known
+    computes: Any = None  # shared.azure.aml.AzureMl: the Azure ML lens on compute events (None = off)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
     :class:`shared.errors.TransientError` when the work must be redelivered.
     """
     try:
+        compute = parse_compute_event(raw_event)
+        if compute is not None:
+            return handle_compute_event(compute, deps)
         change = parse_event(raw_event)
     except InputError as exc:
         log.error("rejected malformed event: %s", exc)

@@ -283,8 +283,13 @@ def mttr(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def reverts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Remediation rows per day, result and mode; enforce mode's write-ahead ``planned`` rows are the intent
+    recorded before a write whose own row follows, so they are not counted again."""
     counts: Counter[tuple[str, str, str]] = Counter()
     for row in rows:
+        details = row.get("Details")
+        if isinstance(details, dict) and details.get("writeAhead") is True:
+            continue
         if row.get("RecordType") == "remediation":
             day = row["TimeGenerated"].astimezone(UTC).strftime("%Y-%m-%d")
             counts[(day, str(row.get("Result") or ""), str(row.get("Mode") or ""))] += 1

@@ -92,6 +92,7 @@ class SweepDeps:
     reverter: Any = None  # shared.azure.remediate.Reverter: reverts findings whose exemption lapsed
     exemption_fetch: Callable[[str], Any] | None = None  # ARM GET of one exemption (systemData)
     jobs: Any = None  # shared.revertjobs.JobQueue: set, lapsed exemptions are reverted by revert_job
+    computes: Any = None  # shared.aml_sweep.ComputeSource: the Azure ML lens (None = off)
 
 
 @dataclass
@@ -149,6 +150,7 @@ class _Sweep:
         self.exemption_calls = 0
         self.budget: Any = None
         self.reverted: dict[str, NsgEvaluation] = {}
+        self.aml = _aml_lens(deps, self)
 
     # --- driver ------------------------------------------------------------------------------------
     def run(self) -> SweepResult:
@@ -156,12 +158,18 @@ class _Sweep:
         log.info("sweep %s started: scope %s", self.sweep_id, self.deps.scope.describe())
         self._load_context()
         self._load_exemptions()
+        if self.aml is not None:
+            self.aml.load(self.deps.scope)
         self._inventory()
         for evaluation, own in self.pending:
             paths = public_paths(evaluation.nsg, self.index, inventory_complete=self.inventory_complete)
             self._finish(evaluation, paths, own)
         self.pending.clear()
+        if self.aml is not None:
+            self._emit(self.aml.finish(self.inventory_complete))
         summary = self._summary(self.deps.clock() - started)
+        if self.aml is not None:
+            summary["computes"] = self.aml.summary()
         self._emit([sweep_row(self.ctx, summary)])
         self._flush()
         summary["rowsSent"] = self.rows_sent  # after the summary row itself (not in the uploaded Details)
@@ -281,6 +289,9 @@ class _Sweep:
         # The same path as events: evaluate, then exemptions (Exempt findings are kept, muted).
         evaluation = apply_exemptions(self.engine.evaluate(nsg), self.exempt_tag, self.now, self.exemptions)
         evaluation = self._revert_lapsed(evaluation)
+        if self.aml is not None:  # a compute is judged on its NSG as it is after our writes
+            after = self.reverted.get(nsg.id.lower())
+            self.aml.observe(after.nsg if after is not None else nsg)
         partner = is_partner(nsg, self.index)
         waits = any(f.active and f.status == STATUS_OPEN for f in evaluation.findings) and \
             needs_pairing(nsg, self.index)
@@ -358,6 +369,8 @@ class _Sweep:
         rows.append(ev_row)
         self.nsgs += 1
         self.compliant += final.compliant
+        if self.aml is not None:
+            self.aml.decorate(rows, final.nsg)
         self._emit(rows)
 
     # --- output --------------------------------------------------------------------------------------
@@ -404,3 +417,12 @@ class _Sweep:
             "durationSeconds": round(seconds, 3),
         }
 
+
+
+def _aml_lens(deps: SweepDeps, sweep: _Sweep) -> Any:
+    """The Azure ML lens (``shared.aml_sweep``) when the deps carry a compute source."""
+    if deps.computes is None:
+        return None
+    from shared.aml_sweep import ComputeSweep
+
+    return ComputeSweep(deps.computes, deps.engine.evaluator, sweep.ctx, sweep._fail, deps.owner_tag)

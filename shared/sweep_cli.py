@@ -191,11 +191,17 @@ def _sweep(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from shared.aml_kpis import compute_aml_kpis, render_aml_report
     from shared.files import load_rows
     from shared.kpis import compute_kpis, render_report
 
-    kpis = compute_kpis(load_rows(args.source, kinds=REPORT_KINDS))
-    print(json.dumps(kpis.to_json(), indent=2) if args.json else render_report(kpis))
+    rows = load_rows(args.source, kinds=REPORT_KINDS)
+    kpis = compute_kpis(rows)
+    aml = compute_aml_kpis(rows)  # the Azure ML section: compute rows, Syslog and SecurityAlert rows
+    if args.json:
+        print(json.dumps({**kpis.to_json(), "azureMl": aml.to_json()}, indent=2))
+    else:
+        print(render_report(kpis) + ("" if aml.empty else "\n\n" + render_aml_report(aml)))
     return EXIT_OK
 
 

@@ -95,7 +95,9 @@ def test_mttr_first_seen_to_resolved():
 
 
 def test_reverts_and_top_actors():
-    k = compute_kpis(ROWS)
+    ahead = {"RowId": "r0", "RecordType": "remediation", "Result": "planned", "Mode": "enforce",
+             "TimeGenerated": at(1), "Details": {"writeAhead": True}}  # the intent before r1's write
+    k = compute_kpis([*ROWS, ahead])
     assert k.reverts == [{"day": "2026-11-20", "result": "verified", "mode": "enforce", "remediations": 2}]
     (actor,) = k.top_actors
     assert (actor["actor"], actor["findings"], actor["nsgs"]) == ("ada@contoso.example", 2, 2)
@@ -156,13 +158,20 @@ def _as_log_analytics_export(rows):
     return out
 
 
+def _report_json(rows):
+    """What ``report --json`` prints: the KPIs and, always, the Azure ML section (empty lists here)."""
+    from shared.aml_kpis import compute_aml_kpis
+
+    return {**compute_kpis(rows).to_json(), "azureMl": compute_aml_kpis(rows).to_json()}
+
+
 def test_report_decodes_log_analytics_dynamic_columns_as_json_strings(tmp_path, capsys):
     """OpenFindingIds as a JSON string was read as a list of characters: open findings showed as resolved."""
     path = tmp_path / "export.json"
     path.write_text(json.dumps(_as_log_analytics_export(ROWS)))
     assert main(["report", "--from", str(path), "--json"]) == 0
     exported = json.loads(capsys.readouterr().out)
-    assert exported == compute_kpis(ROWS).to_json()
+    assert exported == _report_json(ROWS)
     assert exported["openFindings"]["bySeverity"] == {"critical": 1, "high": 1}
 
 
@@ -174,7 +183,7 @@ def test_report_reads_the_log_analytics_query_api_tables_shape(tmp_path, capsys)
     path = tmp_path / "query.json"
     path.write_text(json.dumps(doc))
     assert main(["report", "--from", str(path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == compute_kpis(ROWS).to_json()
+    assert json.loads(capsys.readouterr().out) == _report_json(ROWS)
 
 
 @pytest.mark.parametrize(("content", "message"), [

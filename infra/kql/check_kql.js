@@ -13,11 +13,16 @@ const schema = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const kqlType = { boolean: 'bool' };
 const cols = schema.columns.map((c) => `${c.name}:${kqlType[c.type] || c.type}`).join(', ');
 const table = new S.TableSymbol.$ctor7(schema.table, `(${cols})`, null);
+// Standard workspace tables some KPIs read (Syslog, SecurityAlert): declared beside this script.
+const workspacePath = require('path').join(__dirname, 'workspace_tables.json');
+const workspace = fs.existsSync(workspacePath) ? JSON.parse(fs.readFileSync(workspacePath, 'utf8')).tables : [];
+const tables = [table, ...workspace.map((t) => new S.TableSymbol.$ctor7(
+  t.table, `(${t.columns.map((c) => `${c.name}:${kqlType[c.type] || c.type}`).join(', ')})`, null))];
 let database = null;
 for (const k of Object.keys(S.DatabaseSymbol).filter((n) => n.startsWith('$ctor'))) {
   try {
-    const d = new S.DatabaseSymbol[k]('workspace', [table]);
-    if (d && d.Tables && d.Tables.Count === 1) { database = d; break; }
+    const d = new S.DatabaseSymbol[k]('workspace', tables);
+    if (d && d.Tables && d.Tables.Count === tables.length) { database = d; break; }
   } catch (e) { /* try the next overload */ }
 }
 if (!database || table.Columns.Count !== schema.columns.length) {

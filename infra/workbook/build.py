@@ -32,6 +32,14 @@ PANELS = [
     ("top_actors_port22.kql", "Top actors opening TCP 22 to the internet", "table", 100, "param"),
     ("exempt_findings_by_severity.kql", "Exempt findings by severity (beside the open ones)", "barchart", 33, 30),
     ("exemptions_in_force.kql", "Exemptions in force (approver, expiry)", "table", 67, 30),
+    ("aml_compute_compliance.kql", "Azure ML: % of compute instances/clusters compliant (per sweep)", "linechart",
+     50, "param"),
+    ("aml_mttr.kql", "Azure ML: time to remediate SSH exposure, per compute and owner (hours)", "table", 50,
+     "param"),
+    ("aml_failed_ssh_logins.kql", "Failed SSH logins per computer per day (Syslog; AML computes not measured)",
+     "table", 50, "param"),
+    ("aml_bruteforce_alerts.kql", "Brute-force alerts (Defender for Cloud) joined to open findings", "table", 50,
+     "param"),
 ]
 
 

@@ -51,7 +51,8 @@ def build_event_deps(settings: Settings) -> EventDeps:
     engine = Engine(settings.policy)
     deps = EventDeps(reader=network, sink=sink, engine=engine, owner_tag=settings.owner_tag,
                      exempt_tag=settings.exempt_tag, reverter=build_reverter(settings, engine, network),
-                     exemption_settings=settings.exemptions, exemptions=ArmPolicyExemptions(network))
+                     exemption_settings=settings.exemptions, exemptions=ArmPolicyExemptions(network),
+                     computes=_aml(settings, credential, None))
     return with_revert_queue(deps, settings, credential)
 
 
@@ -132,13 +133,14 @@ def build_sweep_deps(settings: Settings, *, sink: RowSink | None = None, **clien
     network, engine = AzureNetwork(settings, credential, **client_options), Engine(settings.policy)
     return SweepDeps(
         sink=sink, engine=engine,
-        graph=ResourceGraphSource(settings, credential, **client_options),
+        graph=(graph := ResourceGraphSource(settings, credential, **client_options)),
         lister=ArmSubscriptionLister(network),
         exemption_settings=settings.exemptions, reverter=build_reverter(settings, engine, network),
         exemption_fetch=ArmPolicyExemptions(network).get,
         scope=Scope(settings.sweep_subscriptions, settings.sweep_management_groups),
         owner_tag=settings.owner_tag, exempt_tag=settings.exempt_tag, batch_rows=settings.sweep_batch_rows,
         jobs=_sweep_jobs(settings, credential),
+        computes=_aml(settings, credential, graph, **client_options),
     )
 
 
@@ -157,7 +159,7 @@ def sweep_from_env() -> SweepResult:
     try:
         return run_sweep(deps)
     finally:
-        _close(deps.graph, deps.sink)
+        _close(deps.graph, deps.sink, deps.computes)
 
 
 def retry_outbox_from_env() -> RetryReport | None:
@@ -182,3 +184,10 @@ def _close(*things: Any) -> None:
         close = getattr(thing, "close", None)
         if close is not None:
             close()
+
+
+def _aml(settings: Settings, credential: Any, graph: Any, **client_options: Any) -> Any:
+    """The Azure ML lens's compute source (clients built on first use; ``graph`` None = its own)."""
+    from shared.azure.aml import AzureMl
+
+    return AzureMl(settings, credential, graph, own_graph=graph is None, **client_options)

@@ -215,6 +215,8 @@ def test_custom_role_is_exactly_the_documented_actions():
         granted = "read (always)" if action in READ_ACTIONS else "enforce only"
         why = ROLE_FILE["why"][action].removeprefix("enforce only: ")
         assert line == f"| `{action}` | {granted} | {why} |", action
+        if "MachineLearningServices" in action:  # the Azure ML lens also explains its actions in docs/aml.md
+            assert f"`{action}`" in read("docs/aml.md"), action
 
 
 def test_data_plane_roles_are_scoped_to_resources_not_the_subscription():
@@ -381,6 +383,10 @@ KPI_FILES = {
     "top_actors_port22.kql",
     "exempt_findings_by_severity.kql",
     "exemptions_in_force.kql",
+    "aml_compute_compliance.kql",
+    "aml_mttr.kql",
+    "aml_failed_ssh_logins.kql",
+    "aml_bruteforce_alerts.kql",
 }
 ALERT_FILES = {
     "alert_new_high_critical.kql",
@@ -436,10 +442,17 @@ COMPUTED = {
 }
 
 
+AML_COMPUTED = {"Computes", "Critical", "OpenedAt", "ComputeKey", "RowAt", "ResolvedAt", "HoursToRemediate", "Day",
+                "FailedLogins", "Measured", "ResourceKey", "AlertTypes", "AlertSeverities", "Severities", "Alerts"}
+
+
 @pytest.mark.parametrize("name", sorted(KPI_FILES | ALERT_FILES))
 def test_queries_use_only_schema_columns(name):
     schema = json.loads(read("shared/schema/findings_table.json"))
     columns = {c["name"] for c in schema["columns"]}
+    # The Azure ML KPIs also read the workspace's Syslog and SecurityAlert tables (infra/kql/workspace_tables.json).
+    workspace = json.loads(read("infra/kql/workspace_tables.json"))["tables"]
+    columns |= {t["table"] for t in workspace} | {c["name"] for t in workspace for c in t["columns"]} | AML_COMPUTED
     text = (QUERIES / name).read_text()
     code = "\n".join(line.split("//")[0] for line in text.splitlines())
     code = re.sub(r'"[^"]*"', '""', code)  # string literals ("Open", "high", ...) are values, not columns

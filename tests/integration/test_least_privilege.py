@@ -115,9 +115,32 @@ def sweep_public_nic(guard: Guard) -> bool:  # Resource Graph: NSGs and the NICs
     return not result.failures and [f["Severity"] for f in findings] == ["critical"]
 
 
+def sweep_ml_computes(guard: Guard) -> bool:  # the Azure ML lens: workspaces, computes, a cluster's nodes
+    from localazure.aml_estate import seed_ml_estate
+
+    seed_ml_estate(guard.azure)
+    result = run_sweep(build_sweep_deps(Settings.from_env(local_env(guard.azure))))
+    computes = {r["ComputeName"]: r for r in guard.rows(RecordType="compute")}
+    return (not result.failures and set(computes) == {"ci-bob-notebook", "train-a100", "ci-chen-nlp"}
+            and computes["train-a100"]["Details"]["sshPorts"] == [22, 50000, 50001])  # NAT ports from listNodes
+
+
+def event_compute_write(guard: Guard) -> bool:  # the compute an event names (ARM GET), its NSGs (Resource Graph)
+    from localazure.aml_estate import seed_ml_estate
+    from tests.integration.test_aml_lens import ADA, ada_instance, open_ssh_to_everyone, put_compute
+
+    seed_ml_estate(guard.azure)
+    open_ssh_to_everyone(guard.azure)
+    guard.azure.add_principal("ada-token", ADA)
+    assert put_compute(guard.azure, ada_instance(), "ada-token").status_code == 201
+    guard.deliver_published()
+    rows = guard.rows(RecordType="compute")
+    return [(r["Status"], r.get("Severity")) for r in rows] == [("NonCompliant", "critical")]
+
+
 SCENARIOS = {f.__name__: f for f in (event_read, event_exemption, revert_insert_deny,
                                      revert_narrow_asg_rule, revert_delete,
-                                     sweep_public_nic)}
+                                     sweep_public_nic, sweep_ml_computes, event_compute_write)}
 #: the scenario that breaks without each action of the role (every action must be here: none is spare)
 NEEDS = {
     "Microsoft.Network/networkSecurityGroups/read": "event_read",
@@ -130,7 +153,13 @@ NEEDS = {
     "Microsoft.Network/locations/operations/read": "revert_insert_deny",
     "Microsoft.Network/locations/operationResults/read": "revert_delete",
     "Microsoft.Network/applicationSecurityGroups/joinNetworkSecurityRule/action": "revert_narrow_asg_rule",
+    "Microsoft.MachineLearningServices/workspaces/read": "sweep_ml_computes",
+    "Microsoft.MachineLearningServices/workspaces/computes/read": "event_compute_write",
+    "Microsoft.MachineLearningServices/workspaces/computes/listNodes/action": "sweep_ml_computes",
 }
+#: read actions that Resource Graph enforces by hiding rows of that type instead of refusing the query
+HIDDEN_BY_RESOURCE_GRAPH = {"Microsoft.Network/networkInterfaces/read",
+                            "Microsoft.MachineLearningServices/workspaces/read"}
 
 
 def test_role_file_lists_each_needed_action_once():
@@ -150,7 +179,7 @@ def test_app_works_with_exactly_the_custom_role(app, scenario):
 def test_each_action_of_the_role_is_needed(app, action):
     guard = app(tuple(a for a in ROLE if a != action))
     assert not SCENARIOS[NEEDS[action]](guard)
-    if action != "Microsoft.Network/networkInterfaces/read":  # Resource Graph hides rows instead of refusing
+    if action not in HIDDEN_BY_RESOURCE_GRAPH:
         assert action in [a for a, _ in guard.azure.rbac.refused]
 
 

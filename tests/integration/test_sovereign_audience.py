@@ -43,8 +43,19 @@ def test_sweep_uses_the_configured_audiences(local_azure: LocalAzure):
     local_azure.seed_nsg(nsg([rule("AllowSSH", 300, "22", "*", nsg=NSG)], name=NSG))
     result = run_sweep(build_sweep_deps(Settings.from_env(local_env(local_azure, **CHINA))))
     assert not result.failures and result.summary["nsgs"] == 1
-    # NSGs, public NICs and policy exemptions (policyresources): three Resource Graph queries
-    assert local_azure.count("graph", status=200) == 3 and local_azure.count(status=401) == 0
+    # NSGs, public NICs, policy exemptions (policyresources) and Azure ML workspaces: four Resource Graph queries
+    assert local_azure.count("graph", status=200) == 4 and local_azure.count(status=401) == 0
+
+
+def test_ml_lens_uses_the_configured_arm_audience(local_azure: LocalAzure):
+    """The Azure ML lens has its own ARM pipeline (computes, listNodes): it must ask for the cloud's audience too."""
+    from localazure.aml_estate import seed_ml_estate
+
+    china(local_azure)
+    seed_ml_estate(local_azure)
+    result = run_sweep(build_sweep_deps(Settings.from_env(local_env(local_azure, **CHINA))))
+    assert not result.failures and result.summary["computes"]["judged"] == 3
+    assert local_azure.count("aml", status=200) >= 3 and local_azure.count(status=401) == 0
 
 
 def test_the_default_audience_is_refused_by_a_china_cloud(guard: Guard):

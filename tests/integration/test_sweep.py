@@ -15,6 +15,7 @@ from azure.functions.timer import TimerRequest
 
 from localazure.server import LocalAzure
 from localazure.testing import nsg_body, rule_body
+from shared.azure.aml import AzureMl
 from shared.azure.credentials import make_credential
 from shared.azure.graph import ResourceGraphSource
 from shared.azure.wiring import build_sweep_deps
@@ -78,8 +79,9 @@ def test_timer_sweeps_everything_and_writes_a_summary_row(local_azure: LocalAzur
     assert (d["nsgs"], d["compliant"], d["findings"]["high"], d["failures"]) == (12, 8, 4, [])
     assert d["compliancePercent"] == pytest.approx(66.67) and summary["Result"] == "completed"
     assert {r["SweepId"] for r in local_azure.ingested()} == {summary["SweepId"]}
-    # one NIC query page + one policy exemption page (listed once per run) + one NSG page
-    assert local_azure.count("graph") == 3 and d["exemptionGraphCalls"] == 1
+    # one NIC query page + one policy exemption page (listed once per run) + one ML workspace page (the Azure ML
+    # lens lists workspaces from Resource Graph once per run) + one NSG page
+    assert local_azure.count("graph") == 4 and d["exemptionGraphCalls"] == 1
     assert local_azure.count("arm.get") == 0 and local_azure.count("arm.list") == 0
 
 
@@ -119,6 +121,8 @@ def test_quota_headers_are_honoured(local_azure: LocalAzure):
     waits: list[float] = []
     deps.graph = ResourceGraphSource(settings, make_credential(settings), page_size=2,
                                      sleep=lambda s: (waits.append(s), __import__("time").sleep(s)))
+    # The Azure ML lens lists workspaces through the same client, as build_sweep_deps wires it: one quota view.
+    deps.computes = AzureMl(settings, make_credential(settings), deps.graph)
     result = run_sweep(deps)
     assert result.summary["nsgs"] == 9 and not result.failures
     assert waits and all(0 < w <= 1.0 for w in waits)  # waited for x-ms-user-quota-resets-after
@@ -134,7 +138,8 @@ def test_graph_unavailable_falls_back_per_subscription_and_one_subscription_fail
     evaluated = {r["NsgId"] for r in rows(local_azure, RecordType="evaluation")}
     assert evaluated == {i for i in estate if SUBS[1] not in i}
     stages = Counter(f["stage"] for f in result.failures)
-    assert stages == {"nic-inventory": 1, "exemptions": 1, "resource-graph": 1, "list": 1}
+    # The policy exemptions and the Azure ML lens's workspaces cannot be listed either: recorded, not silent.
+    assert stages == {"nic-inventory": 1, "exemptions": 1, "ml-workspaces": 1, "resource-graph": 1, "list": 1}
     assert result.summary["failedSubscriptions"] == [SUBS[1]]
     assert result.summary["source"] == "resource-graph+per-subscription"
     (summary,) = rows(local_azure, RecordType="sweep")
