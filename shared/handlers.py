@@ -66,6 +66,8 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
     try:
         compute = parse_compute_event(raw_event)
         if compute is not None:
+            if deps.in_scope is not None and not deps.in_scope(compute.compute_id):
+                return _out_of_scope(compute.event_id, compute.compute_id)
             return handle_compute_event(compute, deps)
         change = parse_event(raw_event)
     except InputError as exc:
@@ -76,9 +78,7 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
         return EventOutcome("ignored", change.event_id, change.reason)
 
     if deps.in_scope is not None and not deps.in_scope(change.nsg_id):
-        log.warning("ignored event %s: %s is outside the configured scope", change.event_id, change.nsg_id)
-        return EventOutcome("ignored", change.event_id, f"{change.nsg_id} is outside the configured scope "
-                            "(SWEEP_SUBSCRIPTIONS / SWEEP_MANAGEMENT_GROUPS)")
+        return _out_of_scope(change.event_id, change.nsg_id)
     ctx = RowContext(trigger="event", run_id=change.event_id, event_id=change.event_id,
                      correlation_id=change.correlation_id, actor=change.actor, owner_tag=deps.owner_tag)
     with exemption_context(event_exemptions(deps, change)) as exemptions:
@@ -93,6 +93,12 @@ def handle_nsg_event(raw_event: Any, deps: EventDeps) -> EventOutcome:
         # Recorded first (the audit trail never loses a write), then redelivered: the re-plan is idempotent.
         raise TransientError(f"revert of {change.nsg_id} failed transiently: {outcome.retry_reason}")
     return outcome
+
+
+def _out_of_scope(event_id: str | None, resource_id: str) -> EventOutcome:
+    log.warning("ignored event %s: %s is outside the configured scope", event_id, resource_id)
+    return EventOutcome("ignored", event_id, f"{resource_id} is outside the configured scope "
+                        "(SWEEP_SUBSCRIPTIONS / SWEEP_MANAGEMENT_GROUPS)")
 
 
 def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext, exemptions_read: bool = True) -> EventOutcome:

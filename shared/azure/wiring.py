@@ -74,26 +74,31 @@ def with_revert_queue(deps: EventDeps, settings: Settings, credential: Any) -> E
 
 
 def scope_check(settings: Settings, credential: Any) -> Any:
-    """None when everything readable is in scope; else a function telling whether an NSG id is in scope
-    (subscriptions by id; management groups through Resource Graph, one query per NSG and worker)."""
+    """None when everything readable is in scope; else a function telling whether an NSG or Azure ML compute
+    id is in scope (subscriptions by id; management groups through Resource Graph, one query per resource and
+    worker: the NSG itself, or the compute's workspace, since Resource Graph does not index computes)."""
     subs = {s.lower() for s in settings.sweep_subscriptions}
     mgs = tuple(settings.sweep_management_groups)
     if not subs and not mgs:
         return None
     if subs:
-        def by_subscription(nsg_id: str) -> bool:
-            return split_resource_id(nsg_id).get("subscriptions", "").lower() in subs
+        def by_subscription(resource_id: str) -> bool:
+            return split_resource_id(resource_id).get("subscriptions", "").lower() in subs
         return by_subscription
 
+    from shared.aml import workspace_of
     from shared.azure.graph import ResourceGraphSource
 
     graph = ResourceGraphSource(settings, credential)
 
     @cache
-    def by_management_group(nsg_id: str) -> bool:
-        query = ("Resources | where type =~ 'microsoft.network/networksecuritygroups' and id =~ '"
-                 + nsg_id.replace("'", "") + "' | project id")
-        want = nsg_id.lower()
+    def by_management_group(resource_id: str) -> bool:
+        kind = "microsoft.network/networksecuritygroups"
+        if "/providers/microsoft.machinelearningservices/" in resource_id.lower():
+            resource_id, kind = workspace_of(resource_id), "microsoft.machinelearningservices/workspaces"
+        query = (f"Resources | where type =~ '{kind}' and id =~ '" + resource_id.replace("'", "")
+                 + "' | project id")
+        want = resource_id.lower()
         return any(str(row.get("id", "")).lower() == want for page in graph.pages(query, Scope((), mgs))
                    for row in page)
     return by_management_group

@@ -202,3 +202,37 @@ def test_malformed_compute_event_is_rejected_not_raised(guard: Guard):
     assert outcome.status == "rejected" and "not an Azure ML compute id" in outcome.reason
     guard.deliver(eventgrid_event(event))  # through the Function too: acknowledged, nothing raised
     assert NOTEBOOKS_SUBNET  # the estate constants stay importable for the demo
+
+
+@pytest.mark.parametrize("scope", ["subscriptions", "management-groups"])
+def test_compute_event_outside_the_configured_scope_is_ignored(local_azure: LocalAzure, guard: Guard,
+                                                               monkeypatch: pytest.MonkeyPatch, scope: str):
+    """Like NSG events (issue 10): a compute outside SWEEP_SUBSCRIPTIONS / SWEEP_MANAGEMENT_GROUPS is not read,
+    judged or recorded; management groups are checked on the compute's workspace (Resource Graph indexes
+    workspaces, not computes)."""
+    from shared.azure.wiring import event_deps
+
+    other = "11111111-1111-4111-8111-111111111111"
+    if scope == "subscriptions":
+        monkeypatch.setenv("SWEEP_SUBSCRIPTIONS", other)
+    else:
+        monkeypatch.setenv("SWEEP_MANAGEMENT_GROUPS", "mg-ml")
+        local_azure.graph.management_groups = {"mg-ml": [other]}
+    event_deps.cache_clear()
+    seed_ml_estate(local_azure)
+    open_ssh_to_everyone(local_azure)
+    local_azure.add_principal("ada-token", ADA)
+    assert put_compute(local_azure, ada_instance(), "ada-token").status_code == 201
+    local_azure.reset()
+    guard.deliver_published()
+    assert guard.rows(RecordType="compute") == [] and local_azure.count("arm.get") == 0
+
+    if scope == "subscriptions":
+        monkeypatch.setenv("SWEEP_SUBSCRIPTIONS", ML_SUB)
+    else:
+        local_azure.graph.management_groups = {"mg-ml": [ML_SUB]}
+    event_deps.cache_clear()
+    assert put_compute(local_azure, ada_instance(), "ada-token").status_code in (200, 201)
+    guard.deliver_published()
+    (row,) = guard.rows(RecordType="compute")
+    assert (row["Status"], row["Severity"]) == ("NonCompliant", "critical")
