@@ -13,8 +13,8 @@ app = func.FunctionApp()
 @app.event_grid_trigger(arg_name="event")
 def on_nsg_change(event: func.EventGridEvent) -> None:
     """Every NSG write/delete: re-read the NSG, evaluate it, record findings (raises to get redelivered)."""
+    from shared.app.handlers import handle_nsg_event
     from shared.azure.wiring import event_deps
-    from shared.handlers import handle_nsg_event
 
     handle_nsg_event(event, event_deps())
 
@@ -42,7 +42,7 @@ def outbox_retry(timer: func.TimerRequest) -> None:
 def revert_job(msg: func.QueueMessage) -> None:
     """One revert job per NSG (enqueued by on_nsg_change): lease, re-read, plan, record, write, verify.
     Raises to be retried; the host moves a message to nsg-guard-revert-poison after maxDequeueCount."""
+    from shared.app.revertjobs import handle_revert_job
     from shared.azure.wiring import job_deps
-    from shared.revertjobs import handle_revert_job
 
     handle_revert_job(msg.get_body(), msg.dequeue_count or 1, job_deps())

@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.model import parse_nsg
-from shared.policy import Engine, Policy, watched_ports
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine, Policy, watched_ports
 
 TAGS = ["VirtualNetwork", "AzureLoadBalancer", "AzureMachineLearning", "BatchNodeManagement", "GatewayManager",
         "Internet", "*", "AzureCloud", "Storage.WestEurope"]
@@ -144,8 +144,8 @@ def end_to_end(args: argparse.Namespace) -> None:
 
 def linearity(args: argparse.Namespace) -> None:
     """Scan-like in-process run per size: decode, parse, evaluate, keep every evaluation, encode findings."""
-    from shared import fastjson
-    from shared.gcpolicy import batch_without_cyclic_gc
+    from shared.app import fastjson
+    from shared.app.gcpolicy import batch_without_cyclic_gc
 
     sizes = [int(x) for x in args.sizes.split(",")]
     best: dict[int, float] = {}

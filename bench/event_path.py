@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from localazure.server import LocalAzure
 from localazure.testing import nsg_body, rule_body
-from shared.config import Settings
-from shared.handlers import EventDeps, handle_nsg_event
-from shared.model import parse_nsg
-from shared.policy import Engine
+from shared.app.config import Settings
+from shared.app.handlers import EventDeps, handle_nsg_event
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine
 
 SUB = "2c1e3d4f-0000-4000-8000-00000000a11c"
 

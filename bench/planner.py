@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.model import parse_nsg
-from shared.policy import Engine, Policy, watched_ports
-from shared.remediation import RevertScope, plan_revert
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine, Policy, watched_ports
+from shared.core.remediation import RevertScope, plan_revert
 
 NSG_ID = "/subscriptions/sub1/resourceGroups/rg1/providers/Microsoft.Network/networkSecurityGroups/big"
 

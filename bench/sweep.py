@@ -102,9 +102,9 @@ def main() -> None:
     n_subs = args.subscriptions or max(1, min(1000, args.nsgs // 100))
     subs = [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(n_subs)]
 
+    from shared.app.config import Settings
+    from shared.app.sweep import run_sweep
     from shared.azure.wiring import build_sweep_deps
-    from shared.config import Settings
-    from shared.sweep import run_sweep
 
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()

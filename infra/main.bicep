@@ -142,7 +142,7 @@ var portNumbers = [for p in portEntries: int(p)]
 var portStrings = [for n in portNumbers: string(n)]
 var policyPorts = union(['22'], portStrings)
 
-// The table/DCR schema: one JSON file, shared with the app code (shared/findings.py) and its tests.
+// The table/DCR schema: one JSON file, shared with the app code (shared/core/findings.py) and its tests.
 var findingsSchema = loadJsonContent('../shared/schema/findings_table.json')
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from shared.errors import InputError
+from shared.core.errors import InputError
 
 from .auth import DEFAULT_TOKEN
 from .seeds import seed_file

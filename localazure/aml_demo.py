@@ -61,8 +61,8 @@ def _inventory(out: TextIO, rows: list[dict[str, Any]]) -> None:
 def run_aml_demo(azure: Any, say: Callable[[str, str], None], out: TextIO, deliver_all: Callable[[], None],
                  sweep: Callable[[], dict[str, Any]], work: Path, ada: Any) -> bool:
     """Run the chapter; True when every step showed what it should."""
-    from shared.aml_kpis import compute_aml_kpis, render_aml_report
     from shared.cli import main as cli
+    from shared.core.aml_kpis import compute_aml_kpis, render_aml_report
 
     out.write("\n=== Azure ML lens: which ML computes are exposed, whose are they, and moving SSH off 22 ===\n")
     ids = seed_ml_estate(azure)

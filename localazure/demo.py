@@ -128,9 +128,9 @@ def _sweep(timeline: Timeline, azure: Any) -> dict[str, Any]:
 def run_demo(out_dir: str | None = None, out: TextIO = sys.stdout) -> int:
     from localazure.functions import deliver
     from localazure.server import LocalAzure
+    from shared.app.files import report_file
+    from shared.azure.rulestore import restore_from_file
     from shared.azure.wiring import event_deps
-    from shared.kpis import report_file
-    from shared.restore import restore_from_file
 
     keep = Path(out_dir) if out_dir else None
     work = keep or Path(tempfile.mkdtemp(prefix="nsg-guard-demo-"))

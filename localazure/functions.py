@@ -37,7 +37,7 @@ def eventgrid_event(event: dict[str, Any]) -> Any:
     """A ``func.EventGridEvent`` from an Event Grid schema event, as the worker hands it to the trigger."""
     import azure.functions as func
 
-    from shared.events import _parse_time
+    from shared.app.events import _parse_time
 
     return func.EventGridEvent(id=event["id"], data=event["data"], topic=event.get("topic"),
                                subject=event.get("subject"), event_type=event["eventType"],

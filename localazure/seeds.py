@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.errors import InputError
-from shared.files import (
+from shared.app.files import (
     DocumentChecker,
     NsgDocument,
     load_json_file,
@@ -22,7 +21,8 @@ from shared.files import (
     paging_markers,
     source_name,
 )
-from shared.model import Nsg, parse_nsg
+from shared.core.errors import InputError
+from shared.core.model import Nsg, parse_nsg
 
 BUNDLE_KEYS = ("nsgs", "nics", "publicIps")
 
@@ -90,7 +90,7 @@ def read_seed(path: str | Path) -> tuple[list[dict[str, Any]], list[Any], list[A
 
 def _check_context_rows(nics: list[Any], ips: list[Any], source: str) -> None:
     """NIC rows parse like the sweep parses them; public IP rows need an ARM id."""
-    from shared.inventory import parse_public_nic
+    from shared.core.inventory import parse_public_nic
 
     for n, row in enumerate(nics, 1):
         try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.exempt_cli import exemption_request
-from shared.model import parse_nsg
+from shared.cli.exempt import exemption_request
+from shared.core.model import parse_nsg
 
 ASSIGNMENT_NAME = "nsg-guard-internet-ssh"
 

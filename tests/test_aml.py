@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.aml import (
+from shared.core.aml import (
     COMPLIANT,
     NONCOMPLIANT,
     NOT_EVALUATED,
@@ -17,9 +17,9 @@ from shared.aml import (
     judge,
     parse_compute,
 )
-from shared.errors import InputError
-from shared.model import parse_nsg
-from shared.policy import Engine, Policy, WatchedPort, watched_ports
+from shared.core.errors import InputError
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine, Policy, WatchedPort, watched_ports
 from tests.nsgfactory import SUB, reference, rule
 
 SUBNET = (f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet-ml"
@@ -266,7 +266,7 @@ def compute_event(operation: str, event_type: str = "Microsoft.Resources.Resourc
      "compute-delete"),
 ])
 def test_compute_events_are_recognised(operation: str, event_type: str, kind: str):
-    from shared.events import parse_compute_event
+    from shared.app.events import parse_compute_event
 
     change = parse_compute_event(compute_event(operation, event_type))
     assert change is not None and (change.kind, change.actor.name, change.subscription_id) == (
@@ -274,7 +274,7 @@ def test_compute_events_are_recognised(operation: str, event_type: str, kind: st
 
 
 def test_nsg_events_are_not_compute_events_and_mismatches_are_input_errors():
-    from shared.events import parse_compute_event
+    from shared.app.events import parse_compute_event
 
     assert parse_compute_event(compute_event("Microsoft.Network/networkSecurityGroups/write")) is None
     assert parse_compute_event("not json") is None  # parse_event rejects it with its own message
@@ -288,8 +288,8 @@ def test_nsg_events_are_not_compute_events_and_mismatches_are_input_errors():
 def test_compute_event_without_the_lens_is_acknowledged_as_ignored():
     from types import SimpleNamespace
 
-    from shared.aml_events import handle_compute_event
-    from shared.events import parse_compute_event
+    from shared.app.aml_events import handle_compute_event
+    from shared.app.events import parse_compute_event
 
     change = parse_compute_event(compute_event("Microsoft.MachineLearningServices/workspaces/computes/write"))
     outcome = handle_compute_event(change, SimpleNamespace(computes=None, owner_tag="owner"))

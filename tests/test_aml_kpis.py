@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from shared.aml_kpis import NOT_MEASURED, compute_aml_kpis
 from shared.cli import main
+from shared.core.aml_kpis import NOT_MEASURED, compute_aml_kpis
 
 CI = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w/computes/ci1"
 CL = CI.replace("ci1", "cl1")

@@ -9,8 +9,8 @@ import copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.aml import _intersect, hop_view, judge, parse_compute
-from shared.model import parse_nsg
+from shared.core.aml import _intersect, hop_view, judge, parse_compute
+from shared.core.model import parse_nsg
 from tests.nsgfactory import reference
 from tests.test_exposure_properties import EVALUATOR, random_nsgs, ref_first_match, ref_is_public, sample_addresses
 

@@ -12,11 +12,11 @@ import logging
 import pytest
 
 from shared.cli import main
-from shared.errors import InputError
-from shared.model import parse_nsg, parse_rule
-from shared.policy import Engine, Policy
-from shared.remediation import RevertScope, apply_actions, plan_revert
-from shared.unknowntokens import KIND_UNKNOWN_TOKEN
+from shared.core.errors import InputError
+from shared.core.model import parse_nsg, parse_rule
+from shared.core.policy import Engine, Policy
+from shared.core.remediation import RevertScope, apply_actions, plan_revert
+from shared.core.unknowntokens import KIND_UNKNOWN_TOKEN
 from tests.nsgfactory import nsg, rule
 
 ENGINE = Engine()

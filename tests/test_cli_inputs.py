@@ -168,12 +168,12 @@ def test_zero_nsgs_warns_on_stderr(tmp_path, capsys, content):
 
 
 def test_internal_error_is_exit_3_never_1(tmp_path, capsys, monkeypatch):
-    import shared.output
+    import shared.app.output
 
     def broken(*_a, **_k):
         raise KeyError("boom")
 
-    monkeypatch.setattr(shared.output, "render_table", broken)
+    monkeypatch.setattr(shared.app.output, "render_table", broken)
     path = tmp_path / "n.json"
     path.write_text(json.dumps(OPEN_SSH))
     code, _, err = run(capsys, "scan", str(path))

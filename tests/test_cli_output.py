@@ -7,8 +7,8 @@ import io
 import json
 import sys
 
+from shared.app.progress import Progress
 from shared.cli import main
-from shared.progress import Progress
 from tests.nsgfactory import nsg, rule
 
 

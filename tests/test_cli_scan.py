@@ -187,8 +187,8 @@ SELF_EXEMPT = {"nsg-guard-exempt": "rules=*; expires=9999-12-31; reason=debug"}
 
 def _exemption_rows(nsg_json, expires, fingerprint_of=None):
     """Resource Graph ``policyresources`` rows for one exemption of AllowSSH (fingerprint of ``fingerprint_of``)."""
-    from shared.model import parse_nsg
-    from shared.policyexemptions import rule_fingerprint
+    from shared.core.model import parse_nsg
+    from shared.core.policyexemptions import rule_fingerprint
 
     n = parse_nsg(fingerprint_of or nsg_json)
     return {"data": [{

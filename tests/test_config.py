@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Settings
-from shared.errors import ConfigError
+from shared.app.config import Settings
+from shared.core.errors import ConfigError
 
 
 def test_defaults_are_safe():
@@ -58,7 +58,7 @@ def test_example_settings_file_is_valid():
 def test_every_setting_the_code_reads_is_documented_in_the_readme():
     import re
 
-    source = "".join(Path(p).read_text() for p in ("shared/config.py",))
+    source = "".join(Path(p).read_text() for p in ("shared/app/config.py",))
     names = set(re.findall(r'(?:get|choice|ports|integer|csv|url)\("([A-Z][A-Z0-9_]+)"', source))
     readme = "\n".join(p.read_text() for p in (Path("README.md"), *sorted(Path("docs").glob("*.md"))))
     assert len(names) > 20

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from shared.effective import apply_effective, exposure_of, needs_pairing, public_paths
-from shared.inventory import AttachmentIndex
-from shared.model import parse_nsg
-from shared.policy import Engine
+from shared.core.effective import apply_effective, exposure_of, needs_pairing, public_paths
+from shared.core.inventory import AttachmentIndex
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine
 from tests.nsgfactory import SUB, nsg, rule
 
 NET = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network"

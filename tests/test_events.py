@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from shared.errors import InputError
-from shared.events import Ignored, NsgChange, nsg_of, parse_event
+from shared.app.events import Ignored, NsgChange, nsg_of, parse_event
+from shared.core.errors import InputError
 from tests.eventfactory import SAMPLE_NSG, function_event
 from tests.nsgfactory import reference
 

@@ -54,8 +54,8 @@ def test_scan_with_overflowing_policy_expiry_in_the_exemptions_file(tmp_path, ca
 
 
 def test_remediate_does_not_plan_rules_a_policy_exemption_approves(tmp_path, capsys):
-    from shared.model import parse_nsg
-    from shared.policyexemptions import rule_fingerprint
+    from shared.core.model import parse_nsg
+    from shared.core.policyexemptions import rule_fingerprint
 
     doc = nsg([rule("AllowOther", 200, "22", "0.0.0.0/0"), rule("AllowSSH", 300, "22", "*")])  # IPv6 via AllowSSH
     n = parse_nsg(doc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from shared.kpis import compute_kpis, render_report
+from shared.core.kpis import compute_kpis, render_report
 
 NSG = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/vendor-nsg"
 EX = NSG + "/providers/Microsoft.Authorization/policyExemptions/nsg-guard-CHG-1-abc"
@@ -63,11 +63,11 @@ def test_alert_queries_read_keys_the_rows_carry():
     import re
     from pathlib import Path
 
-    from shared.exemptions import ExemptionContext, ExemptionSettings, apply_exemptions
-    from shared.model import parse_nsg
-    from shared.policy import Engine
-    from shared.policyexemptions import AssignmentMatcher, ExemptionIndex, rule_fingerprint
-    from shared.rows import RowContext, finding_row
+    from shared.app.rows import RowContext, finding_row
+    from shared.core.exemptions import ExemptionContext, ExemptionSettings, apply_exemptions
+    from shared.core.model import parse_nsg
+    from shared.core.policy import Engine
+    from shared.core.policyexemptions import AssignmentMatcher, ExemptionIndex, rule_fingerprint
     from tests.nsgfactory import nsg, rule
 
     n = parse_nsg(nsg([rule("AllowSSH", 300, "22", "*"), rule("AllowRDP", 310, "3389", "*")],

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.errors import ConfigError, InputError
-from shared.exemptions import (
+from shared.core.errors import ConfigError, InputError
+from shared.core.exemptions import (
     ExemptionContext,
     ExemptionSettings,
     apply_exemptions,
@@ -16,9 +16,9 @@ from shared.exemptions import (
     parse_exemption,
     parse_exemptions,
 )
-from shared.model import parse_nsg
-from shared.policy import Engine
-from shared.policyexemptions import (
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine
+from shared.core.policyexemptions import (
     AssignmentMatcher,
     ExemptionIndex,
     ExemptionProblem,

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import InputError
-from shared.exemptions import ExemptionContext, ExemptionSettings, apply_exemptions, parse_exemption
-from shared.model import parse_nsg
-from shared.policy import Engine
-from shared.policyexemptions import (
+from shared.core.errors import InputError
+from shared.core.exemptions import ExemptionContext, ExemptionSettings, apply_exemptions, parse_exemption
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine
+from shared.core.policyexemptions import (
     AssignmentMatcher,
     ExemptionIndex,
     iter_exemption_documents,
@@ -124,7 +124,7 @@ SCOPES = [f"/subscriptions/{SUB}", f"/Subscriptions/{SUB.upper()}/resourceGroups
 @FUZZ
 @given(st.lists(st.sampled_from(SCOPES), max_size=12), st.sampled_from([nsg_id(), nsg_id("nsg2"), nsg_id("x", "rg2")]))
 def test_index_lookup_equals_brute_force_scope_filter(scopes, target):
-    from shared.policyexemptions import ExemptionProblem, in_scope
+    from shared.core.policyexemptions import ExemptionProblem, in_scope
 
     index = ExemptionIndex(problems=[ExemptionProblem(f"{s}/providers/Microsoft.Authorization/policyExemptions/e{i}",
                                                       s, "m") for i, s in enumerate(scopes)])

@@ -2,8 +2,8 @@
 
 import pytest
 
-from shared.model import parse_nsg
-from shared.policy import Engine, Policy, watched_ports
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine, Policy, watched_ports
 from tests.nsgfactory import nsg, rule
 
 ENGINE = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))

@@ -14,9 +14,9 @@ import ipaddress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.addresses import NON_PUBLIC_V4
-from shared.exposure import Evaluator
-from shared.model import parse_nsg
+from shared.core.addresses import NON_PUBLIC_V4
+from shared.core.exposure import Evaluator
+from shared.core.model import parse_nsg
 from tests.nsgfactory import nsg, rule
 
 REF_PRIVATE_V4 = [ipaddress.ip_network(n) for n in NON_PUBLIC_V4]

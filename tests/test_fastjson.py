@@ -5,9 +5,9 @@ from __future__ import annotations
 import gc
 import json
 
-from shared import fastjson
+from shared.app import fastjson
+from shared.app.gcpolicy import batch_without_cyclic_gc
 from shared.cli import main
-from shared.gcpolicy import batch_without_cyclic_gc
 from tests.nsgfactory import nsg, rule
 
 

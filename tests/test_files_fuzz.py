@@ -13,10 +13,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import InputError
-from shared.files import DocumentChecker, decode_text, load_nsg_document, load_rows
-from shared.locations import locate
-from shared.model import parse_nsg
+from shared.app.files import DocumentChecker, decode_text, load_nsg_document, load_rows
+from shared.app.locations import locate
+from shared.core.errors import InputError
+from shared.core.model import parse_nsg
 
 SAMPLE = Path("examples/estate.json").read_bytes()
 json_values = st.recursive(

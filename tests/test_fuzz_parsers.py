@@ -15,12 +15,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.errors import InputError
-from shared.events import parse_event
-from shared.kpis import compute_kpis, render_report
-from shared.model import iter_nsg_documents, parse_nsg
-from shared.policy import Engine
-from shared.restore import plan_restore
+from shared.app.events import parse_event
+from shared.app.restore import plan_restore
+from shared.core.errors import InputError
+from shared.core.kpis import compute_kpis, render_report
+from shared.core.model import iter_nsg_documents, parse_nsg
+from shared.core.policy import Engine
 from tests.eventfactory import event_dict
 from tests.nsgfactory import nsg, nsg_id, reference, rule
 
@@ -143,7 +143,7 @@ def table_rows() -> list[dict[str, Any]]:
 def test_report_row_reader_raises_only_input_errors(data):
     rows = mutate(table_rows(), data, rounds=4)
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        return  # the file reader (shared/files.py) rejects non-object rows before this point
+        return  # the file reader (shared/app/files.py) rejects non-object rows before this point
     k = only_input_errors(compute_kpis, rows)
     if k is not None:
         render_report(k)

@@ -3,8 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.intervals import IntervalSet
-from shared.ports import PortSet
+from shared.core.intervals import IntervalSet
+from shared.core.ports import PortSet
 
 UNIVERSE = 256
 intervals = st.lists(st.tuples(st.integers(0, UNIVERSE - 1), st.integers(0, 12)).map(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import InputError
-from shared.inventory import NSG_QUERY, PUBLIC_NIC_QUERY, AttachmentIndex, Scope, parse_public_nic
-from shared.model import parse_nsg
+from shared.core.errors import InputError
+from shared.core.inventory import NSG_QUERY, PUBLIC_NIC_QUERY, AttachmentIndex, Scope, parse_public_nic
+from shared.core.model import parse_nsg
 from tests.nsgfactory import reference
 
 NET = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network"

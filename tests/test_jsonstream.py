@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.jsonstream import NotStreamable, StreamError, iter_list_items
+from shared.app.jsonstream import NotStreamable, StreamError, iter_list_items
 
 values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                                 st.text(max_size=30)),
@@ -48,9 +48,9 @@ def test_streamed_json_is_byte_identical_to_the_buffered_rendering(capsys):
     import io
     from datetime import UTC, datetime
 
-    from shared.output import render_json, stream_json
-    from shared.policy import Engine, Policy, watched_ports
-    from shared.scan import scan_files
+    from shared.app.output import render_json, stream_json
+    from shared.app.scan import scan_files
+    from shared.core.policy import Engine, Policy, watched_ports
 
     engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
     now = datetime(2026, 12, 1, tzinfo=UTC)

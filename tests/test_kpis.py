@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.app.files import load_rows
 from shared.cli import main
-from shared.kpis import compute_kpis, dedupe, load_rows, parse_time, render_report
+from shared.core.kpis import compute_kpis, dedupe, parse_time, render_report
 
 T0 = "2026-11-20T10:00:00Z"
 
@@ -130,7 +131,7 @@ def test_report_bad_file_is_exit_2(tmp_path, capsys):
 
 
 def test_row_files_are_read_strictly(tmp_path):
-    from shared.errors import InputError
+    from shared.core.errors import InputError
 
     good = tmp_path / "rows.json"
     good.write_text(json.dumps({"value": ROWS}))
@@ -160,7 +161,7 @@ def _as_log_analytics_export(rows):
 
 def _report_json(rows):
     """What ``report --json`` prints: the KPIs and, always, the Azure ML section (empty lists here)."""
-    from shared.aml_kpis import compute_aml_kpis
+    from shared.core.aml_kpis import compute_aml_kpis
 
     return {**compute_kpis(rows).to_json(), "azureMl": compute_aml_kpis(rows).to_json()}
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import InputError
-from shared.model import iter_nsg_documents, parse_document, parse_nsg
+from shared.core.errors import InputError
+from shared.core.model import iter_nsg_documents, parse_document, parse_nsg
 from tests.nsgfactory import SUB, nsg, reference, rule
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.addresses import (
+from shared.core.addresses import (
     DEFAULT_PUBLIC,
     KIND_ALL,
     KIND_BROAD_TAG,
@@ -13,8 +13,8 @@ from shared.addresses import (
     AddressSet,
     parse_source_token,
 )
-from shared.errors import InputError
-from shared.ports import PortSet
+from shared.core.errors import InputError
+from shared.core.ports import PortSet
 
 
 @pytest.mark.parametrize(("token", "expected"), [

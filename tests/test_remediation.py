@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import pytest
 
 from localazure.validation import validate_rule
-from shared.addresses import public_space
 from shared.cli import main
-from shared.model import parse_nsg
-from shared.policy import Engine, Policy, watched_ports
-from shared.remediation import (
+from shared.core.addresses import public_space
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine, Policy, watched_ports
+from shared.core.remediation import (
     INSERT_DENY,
     KNOWN_STRATEGIES,
     NARROW_PORTS,
@@ -180,8 +180,8 @@ def test_default_plans_only_add_our_denies_never_touch_user_rules():
 
 
 def test_exempt_findings_are_not_targets():
-    from shared.exemptions import ExemptionContext, apply_exemptions
-    from shared.policyexemptions import ApprovedRule, ExemptionIndex, PolicyExemption, rule_fingerprint
+    from shared.core.exemptions import ExemptionContext, apply_exemptions
+    from shared.core.policyexemptions import ApprovedRule, ExemptionIndex, PolicyExemption, rule_fingerprint
 
     n = parse_nsg(nsg([rule("AllowSSH", 300, "22", "*")]))
     approval = PolicyExemption(f"{n.id}/providers/Microsoft.Authorization/policyExemptions/e", "e", n.id, "a",

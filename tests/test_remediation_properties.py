@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from localazure.validation import validate_rule
-from shared.exemptions import apply_exemptions
-from shared.model import parse_nsg
-from shared.policy import Engine, Policy, watched_ports
-from shared.remediation import (
+from shared.core.exemptions import apply_exemptions
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine, Policy, watched_ports
+from shared.core.remediation import (
     KNOWN_STRATEGIES,
     OP_DELETE,
     OP_PUT,

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from shared.app.restore import plan_restore
 from shared.cli import main
-from shared.errors import InputError
-from shared.restore import plan_restore
+from shared.core.errors import InputError
 
 NSG_ID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n"
 DENY = {"name": "OwnersDeny", "properties": {"protocol": "Tcp", "sourcePortRange": "*", "destinationPortRange": "22",

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.errors import InputError
-from shared.events import Actor, NsgChange
-from shared.revertjobs import RevertJob, job_for
+from shared.app.events import Actor, NsgChange
+from shared.app.revertjobs import RevertJob, job_for
+from shared.core.errors import InputError
 
 NSG_ID = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

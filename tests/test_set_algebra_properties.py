@@ -13,9 +13,9 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.exposure import Evaluator, PublicSources, overlaps
-from shared.model import parse_rule
-from shared.tagsets import TagSet
+from shared.core.exposure import Evaluator, PublicSources, overlaps
+from shared.core.model import parse_rule
+from shared.core.tagsets import TagSet
 
 EVALUATOR = Evaluator()
 REGIONS = ["westeurope", "northeurope", "eastus", "centralfrance"]

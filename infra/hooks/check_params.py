@@ -1,6 +1,6 @@
 """Check the deployment parameters from the azd environment with the app's own settings parser.
 
-The same rules as the running app (shared/config.py): a port list the app would refuse fails here, before
+The same rules as the running app (shared/app/config.py): a port list the app would refuse fails here, before
 anything is deployed, with the app's one-line message. Empty entries ("2222,") are dropped, like in Bicep.
 """
 
@@ -11,8 +11,8 @@ import sys
 
 sys.path.insert(0, os.getcwd())
 
-from shared.config import Settings
-from shared.errors import ConfigError
+from shared.app.config import Settings
+from shared.core.errors import ConfigError
 
 #: azd environment variable -> app setting it becomes (infra/main.parameters.json -> infra/main.bicep)
 PARAMS = {

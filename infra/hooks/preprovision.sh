@@ -1,6 +1,6 @@
 #!/bin/sh
 # azd preprovision hook: before infra/main.bicep is deployed,
-#   1. checks the port and revert parameters with the app's own settings parser (shared/config.py), so a
+#   1. checks the port and revert parameters with the app's own settings parser (shared/app/config.py), so a
 #      value the app would refuse never reaches the app settings or the Azure Policy assignment;
 #   2. looks for the subscription's Event Grid system topic (one per source, in any resource group) and, if
 #      there is one, makes this deployment reuse it (azd env: NSG_GUARD_SYSTEM_TOPIC_NAME/_RESOURCE_GROUP,

@@ -13,14 +13,14 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.aml import COMPUTE_TYPE, Compute, workspace_of
-from shared.aml_sweep import WORKSPACE_QUERY
+from shared.app.aml_sweep import WORKSPACE_QUERY
+from shared.app.config import Settings
 from shared.azure.credentials import scope
 from shared.azure.errors import azure_errors
-from shared.config import Settings
-from shared.errors import InputError
-from shared.inventory import Scope
-from shared.model import Nsg, parse_nsg
+from shared.core.aml import COMPUTE_TYPE, Compute, workspace_of
+from shared.core.errors import InputError
+from shared.core.inventory import Scope
+from shared.core.model import Nsg, parse_nsg
 
 API_VERSION = "2025-12-01"
 MAX_PAGES = 1000  # a nextLink loop is a server bug, not a reason to spin forever
@@ -122,7 +122,7 @@ class AzureMl:
             url = nxt
         raise InputError(f"{what}: more than {MAX_PAGES} pages; the nextLink chain does not end")
 
-    # --- the ComputeSource protocol (shared.aml_sweep) -----------------------------------------------
+    # --- the ComputeSource protocol (shared.app.aml_sweep) -----------------------------------------------
     def workspace_pages(self, scope: Scope) -> Iterator[list[dict[str, Any]]]:
         if self.graph is None:
             raise InputError("Resource Graph is not configured: Azure ML workspaces cannot be listed")

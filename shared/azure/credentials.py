@@ -1,7 +1,7 @@
 """Credentials: managed identity in Azure, the developer's login for the CLI, a static token locally.
 
 The local mode is explicit (``NSG_GUARD_AUTH=local``) and only ever talks to loopback endpoints
-(enforced in ``shared.config``); there is no silent fallback from one mode to another.
+(enforced in ``shared.app.config``); there is no silent fallback from one mode to another.
 
 Token audiences come from settings (``ARM_AUDIENCE``, ``LOGS_INGESTION_AUDIENCE``), never from SDK defaults:
 a sovereign cloud needs its own audience next to its endpoint. The local credential writes the audience it
@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from shared.config import Settings
+from shared.app.config import Settings
 
 
 class LocalTokenCredential:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from shared.errors import InputError, TransientError
-from shared.interfaces import NsgNotFound
+from shared.core.errors import InputError, NsgNotFound, TransientError
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 

@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from shared.app.config import Settings
 from shared.azure.apiversions import NETWORK, RESOURCE_GRAPH
 from shared.azure.credentials import arm_pipeline
 from shared.azure.defaultrules import with_default_rules
 from shared.azure.errors import azure_errors
 from shared.azure.network import AzureNetwork
-from shared.config import Settings
-from shared.errors import TransientError
-from shared.inventory import PAGE_SIZE, Scope
+from shared.core.errors import TransientError
+from shared.core.inventory import PAGE_SIZE, Scope
 
 log = logging.getLogger("nsg_guard.graph")
 

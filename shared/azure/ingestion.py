@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shared.app.config import Settings
 from shared.azure.apiversions import LOGS_INGESTION
 from shared.azure.credentials import client_kwargs, scope
 from shared.azure.errors import azure_errors
-from shared.config import Settings
-from shared.errors import TransientError
+from shared.core.errors import TransientError
 
 
 class IngestionFailed(TransientError):

@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from shared.app.config import Settings
+from shared.app.events import nsg_of
 from shared.azure.apiversions import NETWORK
 from shared.azure.credentials import arm_kwargs
 from shared.azure.errors import azure_errors
-from shared.config import Settings
-from shared.errors import InputError
-from shared.events import nsg_of
-from shared.model import Nsg, parse_nsg, split_resource_id
+from shared.core.errors import InputError
+from shared.core.model import Nsg, parse_nsg, split_resource_id
 
 log = logging.getLogger("nsg_guard.network")
 

@@ -14,10 +14,10 @@ from urllib.parse import quote
 
 from shared.azure.errors import azure_errors
 from shared.azure.network import AzureNetwork
-from shared.errors import InputError, TransientError
-from shared.exemptions import ExemptionContext, ExemptionSettings
-from shared.model import split_resource_id
-from shared.policyexemptions import ExemptionIndex
+from shared.core.errors import InputError, TransientError
+from shared.core.exemptions import ExemptionContext, ExemptionSettings
+from shared.core.model import split_resource_id
+from shared.core.policyexemptions import ExemptionIndex
 
 log = logging.getLogger("nsg_guard.exemptions")
 
@@ -69,7 +69,7 @@ class ArmPolicyExemptions:
 
     def get(self, exemption_id: str) -> dict[str, Any] | None:
         """One exemption (with ``systemData``); None when it no longer exists."""
-        from shared.interfaces import NsgNotFound
+        from shared.core.errors import NsgNotFound
 
         try:
             doc = self._send(self._client(exemption_id), "GET", f"{exemption_id}?api-version={API_VERSION}",

@@ -15,9 +15,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.app.config import Settings
 from shared.azure.storage import blob_service, storage_errors
-from shared.config import Settings
-from shared.errors import ConfigError, TransientError
+from shared.core.errors import ConfigError, TransientError
 
 QUEUE_NAME = "nsg-guard-revert"
 LEASE_SECONDS = 60
@@ -41,7 +41,7 @@ def queue_client(settings: Settings, credential: Any) -> Any:
 
 
 class StorageJobQueue:
-    """:class:`shared.revertjobs.JobQueue` on the ``nsg-guard-revert`` queue (created on first use)."""
+    """:class:`shared.app.revertjobs.JobQueue` on the ``nsg-guard-revert`` queue (created on first use)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -67,7 +67,7 @@ class StorageJobQueue:
 
 
 class BlobLeaseLocks:
-    """:class:`shared.revertjobs.NsgLocks` as one blob per NSG with a 60 s lease; the blob's metadata keeps
+    """:class:`shared.app.revertjobs.NsgLocks` as one blob per NSG with a 60 s lease; the blob's metadata keeps
     ``covered`` = when the last successful job started reading, so older jobs need no work."""
 
     def __init__(self, service: Any, container: str) -> None:

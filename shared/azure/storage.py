@@ -2,7 +2,7 @@
 
 In Azure the app's managed identity is used (``OUTBOX_BLOB_ENDPOINT`` + Storage Blob Data Owner, shared
 keys are disabled on the account). A connection string (``NSG_GUARD_STORAGE_CONNECTION_STRING``) is
-accepted only in local mode (``NSG_GUARD_AUTH=local``, enforced by ``shared.config``): Azurite.
+accepted only in local mode (``NSG_GUARD_AUTH=local``, enforced by ``shared.app.config``): Azurite.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from shared.app.config import Settings
+from shared.app.outbox import OutboxItem, parse_metadata
 from shared.azure.apiversions import STORAGE
-from shared.config import Settings
-from shared.errors import ConfigError, InputError, TransientError
-from shared.outbox import OutboxItem, parse_metadata
+from shared.core.errors import ConfigError, InputError, TransientError
 
 
 @contextmanager
@@ -58,7 +58,7 @@ def storage_configured(settings: Settings) -> bool:
 
 
 class BlobOutboxStore:
-    """:class:`shared.outbox.OutboxStore` on one blob container (created on first use if missing)."""
+    """:class:`shared.app.outbox.OutboxStore` on one blob container (created on first use if missing)."""
 
     def __init__(self, service: Any, container: str) -> None:
         self._service = service

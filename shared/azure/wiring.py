@@ -6,21 +6,21 @@ import logging
 from functools import cache
 from typing import Any
 
+from shared.app.config import Settings
+from shared.app.handlers import EventDeps
+from shared.app.interfaces import RowSink
+from shared.app.outbox import Outbox, OutboxSink, RetryReport
+from shared.app.revertjobs import JobDeps
+from shared.app.sweep import SweepDeps, SweepResult, run_sweep
 from shared.azure.credentials import make_credential
 from shared.azure.ingestion import LogsIngestionSink
 from shared.azure.network import AzureNetwork
 from shared.azure.policyexemptions import ArmPolicyExemptions
 from shared.azure.remediate import build_reverter
-from shared.config import Settings
-from shared.errors import ConfigError
-from shared.handlers import EventDeps
-from shared.interfaces import RowSink
-from shared.inventory import Scope
-from shared.model import split_resource_id
-from shared.outbox import Outbox, OutboxSink, RetryReport
-from shared.policy import Engine
-from shared.revertjobs import JobDeps
-from shared.sweep import SweepDeps, SweepResult, run_sweep
+from shared.core.errors import ConfigError
+from shared.core.inventory import Scope
+from shared.core.model import split_resource_id
+from shared.core.policy import Engine
 
 log = logging.getLogger("nsg_guard.wiring")
 
@@ -86,8 +86,8 @@ def scope_check(settings: Settings, credential: Any) -> Any:
             return split_resource_id(resource_id).get("subscriptions", "").lower() in subs
         return by_subscription
 
-    from shared.aml import workspace_of
     from shared.azure.graph import ResourceGraphSource
+    from shared.core.aml import workspace_of
 
     graph = ResourceGraphSource(settings, credential)
 

@@ -32,10 +32,10 @@ def test_table_and_dcr_carry_the_compute_columns(monitoring):  # noqa: F811
 
 
 def test_code_rows_use_only_schema_columns():
-    from shared.aml import judge, parse_compute
-    from shared.aml_rows import verdict_rows
-    from shared.policy import Engine
-    from shared.rows import RowContext, validate_rows
+    from shared.app.aml_rows import verdict_rows
+    from shared.app.rows import RowContext, validate_rows
+    from shared.core.aml import judge, parse_compute
+    from shared.core.policy import Engine
 
     body = json.loads((REPO / "tests/fixtures/azure-reference/aml-compute-cluster.json").read_text())
     rows = verdict_rows(RowContext(trigger="sweep", run_id="s1", sweep_id="s1"),
@@ -45,7 +45,7 @@ def test_code_rows_use_only_schema_columns():
 
 
 def test_event_grid_filter_lists_the_compute_operations_the_app_understands():
-    from shared.events import COMPUTE_OPERATIONS, OPERATIONS, TAGS_WRITE
+    from shared.app.events import COMPUTE_OPERATIONS, OPERATIONS, TAGS_WRITE
 
     eg = (REPO / "infra/eventgrid.bicep").read_text()
     m = re.search(r"var nsgOperations = \[(.*?)\n\]", eg, re.S)

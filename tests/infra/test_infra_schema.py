@@ -90,7 +90,7 @@ def test_code_reads_the_same_schema_file():
     """The app's row builder and the local Logs Ingestion stand-in validate against this very file."""
     import json
 
-    from shared.rows import RowContext, evaluation_row, validate_rows
+    from shared.app.rows import RowContext, evaluation_row, validate_rows
     from shared.schema import SCHEMA_PATH, findings_schema
 
     assert SCHEMA_PATH.resolve() == SCHEMA_FILE.resolve()

@@ -7,8 +7,8 @@ import io
 import json
 
 from localazure.demo import run_demo
-from shared.aml_kpis import compute_aml_kpis
-from shared.files import load_rows
+from shared.app.files import load_rows
+from shared.core.aml_kpis import compute_aml_kpis
 
 
 def test_demo_shows_the_ml_lens_end_to_end(tmp_path):

@@ -22,11 +22,11 @@ from localazure.aml_estate import (
 from localazure.estate import ML_SUB
 from localazure.eventgrid import Principal
 from localazure.server import LocalAzure
+from shared.app.config import Settings
 from shared.azure.aml import AzureMl
 from shared.azure.credentials import make_credential
-from shared.config import Settings
-from shared.errors import InputError
-from shared.interfaces import NsgNotFound
+from shared.core.errors import InputError, NsgNotFound
+from shared.core.inventory import Scope
 from tests.integration.conftest import Guard, function, local_env
 
 ADA = Principal(upn="ada.okafor@contoso.example", object_id="5e1f0b2a-0000-4000-8000-000000000001",
@@ -70,7 +70,7 @@ def test_inventory_pages_computes_with_next_link(local_azure: LocalAzure, ml: Az
     assert [len(p) for p in pages] == [2, 2, 2, 1]  # 7 computes, every one exactly once
     assert sorted(names) == sorted(["ci-bob-notebook", "train-a100", *(f"ci-{i}" for i in range(5))])
     assert local_azure.count("aml", method="GET") == 4
-    workspaces = [w["name"] for page in ml.workspace_pages(__import__("shared.inventory").inventory.Scope())
+    workspaces = [w["name"] for page in ml.workspace_pages(Scope())
                   for w in page]
     assert sorted(workspaces) == ["ws-nlp", "ws-vision"]
 
@@ -196,7 +196,7 @@ def test_malformed_compute_event_is_rejected_not_raised(guard: Guard):
                                                                 "computes/write", "status": "Succeeded",
                                               "resourceUri": f"/subscriptions/{ML_SUB}/not-a-compute"}}
     from localazure.functions import eventgrid_event
-    from shared.handlers import handle_nsg_event
+    from shared.app.handlers import handle_nsg_event
 
     outcome = handle_nsg_event(json.dumps(event), None)  # type: ignore[arg-type]
     assert outcome.status == "rejected" and "not an Azure ML compute id" in outcome.reason

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import TransientError
+from shared.core.errors import TransientError
 from tests.eventfactory import event_dict, function_event
 from tests.integration.conftest import Guard
 from tests.nsgfactory import SUB, nsg, nsg_id, rule

@@ -11,7 +11,7 @@ import pytest
 from localazure.eventgrid import LOCAL_DEVELOPER
 from localazure.testing import rule_body
 from shared.cli import main
-from shared.policyexemptions import rule_fingerprint
+from shared.core.policyexemptions import rule_fingerprint
 from tests.eventfactory import function_event
 from tests.exemptionfactory import expired_exemption, seed_exemption
 from tests.integration.conftest import Guard, local_env
@@ -74,7 +74,7 @@ def test_self_exemption_tag_stays_open_and_is_reverted_in_enforce_mode(configure
                          ids=["actor-is-approver", "actor-is-not"])
 def test_tag_source_honours_only_an_approver_actor(configure, approvers, status):
     guard = configure(REVERT_MODE="enforce", EXEMPTION_SOURCES="policy,tag", EXEMPTION_APPROVERS=approvers)
-    from shared.model import parse_nsg
+    from shared.core.model import parse_nsg
 
     fingerprint = rule_fingerprint(parse_nsg(nsg([rule("AllowSSH", 300, "22", "*", nsg=NSG)], name=NSG)).rules[0])
     expires = (datetime.now(UTC) + timedelta(days=7)).date().isoformat()
@@ -169,8 +169,8 @@ def test_unreadable_exemptions_keep_findings_open_and_skip_the_revert(configure)
 
 
 def test_operator_remediate_helper_honours_policy_exemptions(configure):
+    from shared.app.config import Settings
     from shared.azure.remediate import remediate_nsg
-    from shared.config import Settings
 
     guard = configure()
     seed(guard)
@@ -185,9 +185,9 @@ def test_operator_remediate_helper_honours_policy_exemptions(configure):
 # --- the sweep: listed once from Resource Graph; expiry acts -----------------------------------------------
 
 def test_sweep_reverts_a_finding_whose_exemption_expired(local_azure, monkeypatch):
+    from shared.app.config import Settings
+    from shared.app.sweep import run_sweep
     from shared.azure.wiring import build_sweep_deps
-    from shared.config import Settings
-    from shared.sweep import run_sweep
 
     for key, value in local_env(local_azure).items():
         monkeypatch.setenv(key, value)
@@ -249,9 +249,9 @@ def test_overflowing_policy_expiry_on_the_event_path_is_a_finding(configure, exp
 
 
 def test_overflowing_expiry_in_the_sweep_gives_rows_for_the_whole_estate(local_azure, monkeypatch):
+    from shared.app.config import Settings
+    from shared.app.sweep import run_sweep
     from shared.azure.wiring import build_sweep_deps
-    from shared.config import Settings
-    from shared.sweep import run_sweep
 
     for name, expiry in (("a", OVERFLOWS[0]), ("b", OVERFLOWS[1])):
         local_azure.seed_nsg(nsg([rule("AllowSSH", 300, "22", "*", nsg=name)], name=name,

@@ -12,14 +12,14 @@ from azure.functions.timer import TimerRequest
 from localazure.graph import MAX_RESPONSE_BYTES
 from localazure.server import LocalAzure
 from localazure.testing import nsg_body, rule_body
+from shared.app.config import Settings
+from shared.app.sweep import run_sweep
 from shared.azure.credentials import make_credential
 from shared.azure.defaultrules import default_rules, with_default_rules
 from shared.azure.graph import ResourceGraphSource
 from shared.azure.wiring import build_sweep_deps
-from shared.config import Settings
-from shared.inventory import NSG_QUERY, Scope
-from shared.model import parse_nsg
-from shared.sweep import run_sweep
+from shared.core.inventory import NSG_QUERY, Scope
+from shared.core.model import parse_nsg
 from tests.integration.conftest import function, local_env
 
 SUB = "5f1c7a52-8e0b-4c39-9a47-2f6d0e3b9c11"

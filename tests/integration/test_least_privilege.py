@@ -16,12 +16,12 @@ import pytest
 
 from localazure.rbac import role_actions
 from localazure.server import LocalAzure
+from shared.app.config import Settings
+from shared.app.sweep import run_sweep
 from shared.azure.credentials import make_credential
 from shared.azure.network import AzureNetwork
 from shared.azure.wiring import build_sweep_deps, event_deps
-from shared.config import Settings
-from shared.errors import InputError
-from shared.sweep import run_sweep
+from shared.core.errors import InputError
 from tests.eventfactory import function_event
 from tests.integration.conftest import Guard, local_env
 from tests.nsgfactory import nsg, nsg_id, rule

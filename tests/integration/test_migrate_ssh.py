@@ -12,10 +12,10 @@ import pytest
 
 from localazure.server import LocalAzure
 from localazure.testing import nsg_body, rule_body
+from shared.app.migrate_ssh import ALLOW_PREFIX, DENY_22
 from shared.cli import main
-from shared.migrate_ssh import ALLOW_PREFIX, DENY_22
-from shared.model import parse_nsg
-from shared.policy import Engine
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine
 from tests.integration.conftest import local_env
 
 SUB = "3a3a3a3a-0000-4000-8000-000000000001"
@@ -130,7 +130,7 @@ def test_dry_run_writes_nothing_and_plans_the_three_steps_in_order(local_azure: 
 
 
 def test_restore_undoes_the_deny_before_the_allow(local_azure: LocalAzure, env: Any, nsg_id: str, tmp_path: Any):
-    from shared.restore import restore_from_file
+    from shared.azure.rulestore import restore_from_file
 
     rows = tmp_path / "rows.jsonl"
     assert migrate("--confirm-connected", "--rows-out", str(rows), nsg=nsg_id) == 0

@@ -9,7 +9,7 @@ import json
 from azure.functions.timer import TimerRequest
 
 from shared.cli import main
-from shared.kpis import compute_kpis
+from shared.core.kpis import compute_kpis
 from tests.integration.conftest import Guard, function
 
 ESTATE = "examples/estate.json"

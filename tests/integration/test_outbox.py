@@ -13,10 +13,10 @@ from azure.functions.timer import TimerRequest
 
 from localazure.server import LocalAzure
 from localazure.testing import nsg_body, rule_body
+from shared.app.outbox import MemoryOutboxStore, Outbox, OutboxSink, backoff
 from shared.azure.ingestion import IngestionFailed
 from shared.azure.wiring import event_deps
-from shared.errors import TransientError
-from shared.outbox import MemoryOutboxStore, Outbox, OutboxSink, backoff
+from shared.core.errors import TransientError
 from tests.azurite import Azurite, azurite  # noqa: F401  (session fixture)
 from tests.eventfactory import function_event
 from tests.integration.conftest import function, local_env

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from shared.app.config import Settings
+from shared.app.sweep import run_sweep
 from shared.azure import apiversions
 from shared.azure.wiring import build_sweep_deps
-from shared.config import Settings
-from shared.sweep import run_sweep
 from tests.eventfactory import function_event
 from tests.integration.conftest import Guard, local_env
 from tests.nsgfactory import nsg, nsg_id, rule

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from shared.restore import restore_from_file
+from shared.azure.rulestore import restore_from_file
 from tests.azurite import azurite  # noqa: F401
 from tests.azurite_queue import AzuriteStorage, azurite_queue_port, azurite_storage, unique  # noqa: F401
 from tests.eventfactory import event_dict, function_event
@@ -434,8 +434,8 @@ def test_remediate_nsg_helper_for_operators_and_the_demo(revert):
 def test_revert_cannot_end_verified_while_22_stays_open_behind_a_source_port_limited_deny(revert):
     """Issue 9: a deny copied from an Allow limited to client ports 1024-65535 leaves 0-1023 reaching the later
     Allow. The verification (the engine, on the NSG as re-read) must see that: 22 ends closed for every port."""
-    from shared.model import parse_nsg
-    from shared.policy import Engine
+    from shared.core.model import parse_nsg
+    from shared.core.policy import Engine
 
     guard = revert("enforce")
     first = rule("AllowSSH", 300, "22", "*", nsg=NSG)
@@ -462,9 +462,9 @@ def test_revert_job_honours_an_exemption_approved_after_the_event(revert):
 
 def test_sweep_sends_a_lapsed_exemption_to_the_revert_queue(revert):
     """Expiry acts through the same queue as events: the sweep writes nothing itself, the job reverts."""
+    from shared.app.config import Settings
+    from shared.app.sweep import run_sweep
     from shared.azure.wiring import build_sweep_deps
-    from shared.config import Settings
-    from shared.sweep import run_sweep
 
     guard = revert("enforce")
     seed(guard, [rule("AllowSSH", 300, "22", "*", nsg=NSG)])

@@ -9,7 +9,7 @@ import pytest
 
 from localazure.eventgrid import deliver_with_timeout
 from localazure.functions import function
-from shared.errors import TransientError
+from shared.core.errors import TransientError
 from tests.azurite import azurite  # noqa: F401
 from tests.azurite_queue import azurite_queue_port, azurite_storage  # noqa: F401
 from tests.eventfactory import event_dict, function_event

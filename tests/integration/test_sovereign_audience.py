@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 
 from localazure.server import LocalAzure
+from shared.app.config import Settings
+from shared.app.sweep import run_sweep
 from shared.azure.wiring import build_sweep_deps, event_deps
-from shared.config import Settings
-from shared.errors import ConfigError, TransientError
-from shared.sweep import run_sweep
+from shared.core.errors import ConfigError, TransientError
 from tests.eventfactory import function_event
 from tests.integration.conftest import Guard, local_env
 from tests.nsgfactory import nsg, nsg_id, rule

@@ -15,12 +15,12 @@ from azure.functions.timer import TimerRequest
 
 from localazure.server import LocalAzure
 from localazure.testing import nsg_body, rule_body
+from shared.app.config import Settings
+from shared.app.sweep import SweepResult, run_sweep
 from shared.azure.aml import AzureMl
 from shared.azure.credentials import make_credential
 from shared.azure.graph import ResourceGraphSource
 from shared.azure.wiring import build_sweep_deps
-from shared.config import Settings
-from shared.sweep import SweepResult, run_sweep
 from tests.exemptionfactory import expired_exemption, seed_exemption
 from tests.integration.conftest import function, local_env
 

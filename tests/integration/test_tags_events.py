@@ -11,9 +11,9 @@ import copy
 import pytest
 from azure.core.rest import HttpRequest
 
+from shared.app.config import Settings
+from shared.app.events import Ignored, NsgChange, parse_event
 from shared.azure.credentials import arm_pipeline, make_credential
-from shared.config import Settings
-from shared.events import Ignored, NsgChange, parse_event
 from tests.eventfactory import event_dict
 from tests.integration.conftest import Guard, local_env
 from tests.nsgfactory import nsg, nsg_id, rule

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from localazure.eventgrid import Principal
 from localazure.testing import nsg_body, rule_body
-from shared.events import parse_event
+from shared.app.events import parse_event
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "azure-reference"
 ADA = Principal(upn="ada.okafor@contoso.example", object_id="5e1f0b2a-0000-4000-8000-000000000001",

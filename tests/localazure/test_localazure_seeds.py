@@ -12,8 +12,8 @@ from localazure.__main__ import main as localazure_main
 from localazure.seeds import read_seed, seed_file
 from localazure.server import LocalAzure
 from shared.cli import main
-from shared.errors import InputError
-from shared.model import parse_nsg
+from shared.core.errors import InputError
+from shared.core.model import parse_nsg
 from tests.nsgfactory import nsg, nsg_id, rule
 
 ONE = nsg([rule("AllowSSH", 300, "22", "*")], name="one-nsg")

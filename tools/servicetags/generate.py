@@ -1,4 +1,4 @@
-"""Generate ``shared/servicetags_data.py`` (the service tag names NSG Guard knows) from Service Tags data.
+"""Generate ``shared/core/servicetags_data.py`` (the service tag names NSG Guard knows) from Service Tags data.
 
 Input: ``tools/servicetags/service-tags.json`` (names and the "can be regional" flag, in the discovery JSON's
 ``values``/``name``/``properties`` shape) or a downloaded ``ServiceTags_Public_YYYYMMDD.json`` (the weekly

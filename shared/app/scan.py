@@ -1,0 +1,79 @@
+"""Offline scanning of NSG JSON files: the CLI's use case, built on the same engine as the Function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.app.files import DocumentChecker, source_name
+from shared.app.jsonstream import open_nsg_items
+from shared.app.locations import locate
+from shared.app.output import ScannedNsg
+from shared.core.attachment import attachment_of
+from shared.core.errors import InputError
+from shared.core.exemptions import DEFAULT_EXEMPT_TAG, ExemptionContext, apply_exemptions
+from shared.core.model import parse_nsg
+from shared.core.policy import Engine
+
+
+def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *,
+               exempt_tag: str = DEFAULT_EXEMPT_TAG, now: datetime | None = None,
+               exemptions: ExemptionContext | None = None,
+               allow_partial: bool = False, warnings: list[str] | None = None, locations: bool = False,
+               progress: Callable[[int, str], None] | None = None) -> Iterator[ScannedNsg]:
+    """Evaluate every NSG in every file (``-`` = stdin). Bad or incomplete NSGs are appended to ``errors``
+    (with file, NSG, rule) while the rest of the input is still checked, so one run reports every problem at
+    once. Paging markers are errors unless ``allow_partial`` (then they go to ``warnings``).
+    ``locations``: find each NSG's and rule's line in its file (for SARIF; the file is then read whole,
+    otherwise a list file is read NSG by NSG: flat memory on big inputs)."""
+    checker = DocumentChecker(allow_partial=allow_partial, errors=errors)
+    when = now or datetime.now(UTC)
+    for path in paths:
+        source = source_name(path)
+        try:
+            if locations:
+                from shared.app.files import load_nsg_document
+
+                doc = load_nsg_document(path)
+                items: Iterator[Any] = iter(doc.items)
+            else:
+                items, doc = open_nsg_items(path)
+        except InputError as exc:
+            errors.append(exc.located(source=source))
+            continue
+        where = None
+        if doc is not None:
+            errors.extend(checker.check_partial(doc))
+            if locations:
+                where = locate(doc.text, doc.data, len(doc.items))
+        index = -1
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            except InputError as exc:  # a list malformed after its first NSGs
+                errors.append(exc.located(source=source))
+                break
+            index += 1
+            problem = checker.check_item(source, index, item)
+            try:
+                nsg = parse_nsg(item, engine.policy.extra_service_tags)
+            except InputError as exc:
+                located = exc.located(source=source)
+                if located.nsg in (None, "<unnamed>"):
+                    located = InputError(located.reason, source=source, nsg=f"#{index + 1}",
+                                         rule=located.rule, field=located.field)
+                errors.append(located)
+                continue
+            if problem:  # incomplete or a duplicate: already an error, never a verdict
+                continue
+            evaluation = apply_exemptions(engine.evaluate(nsg), exempt_tag, when, exemptions)
+            loc = where[index] if where is not None else None
+            yield ScannedNsg(source, evaluation, attachment=attachment_of(nsg),
+                             line=loc.line if loc else None, rule_lines=loc.rule_lines if loc else {})
+            if progress:
+                progress(1, source)
+    if warnings is not None:
+        warnings.extend(checker.warnings)

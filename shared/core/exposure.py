@@ -1,0 +1,408 @@
+"""Pure first-match evaluation of an NSG: which rule lets which public sources reach a TCP port.
+
+Contract: docs/product.md §2. Rules are taken in priority order; for each public source the first rule
+that matches decides. A rule's *exposure* is the set of public sources for which it is that first match
+and allows. A rule that would expose the port but is entirely shadowed is *latent*.
+
+``AzureCloud`` (and regional forms) is public address space of unknown extent: we cannot intersect it
+with CIDRs, so it is tracked symbolically (:mod:`shared.core.tagsets`). It stops reaching a port only where a
+higher-priority rule names the same tag (or region) or covers the whole public space; a partial CIDR deny
+does not remove it (the conservative choice for a security tool: it may over-report, never under-report).
+
+Source ports (docs/product.md §2.2): the client picks its source port, so a public source is exposed when
+*some* source port reaches an Allow first. The evaluator keeps the undecided sources per source-port
+piece: a Deny limited to some source ports removes sources from those pieces only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from shared.core.addresses import (
+    ALL_V4,
+    ALL_V6,
+    DEFAULT_PUBLIC,
+    KIND_ALL,
+    KIND_BROAD_TAG,
+    KIND_CIDR,
+    KIND_INTERNET,
+    AddressSet,
+    V4Set,
+    V6Set,
+    parse_cidr,
+)
+from shared.core.frozen import fast_constructor
+from shared.core.model import ALLOW, TCP_CAPABLE, Nsg, Rule
+from shared.core.ports import PortSet
+from shared.core.servicetags import PUBLIC_BROAD_TAGS
+from shared.core.tagsets import TagSet
+
+INTERNET, BROAD, TRUSTED, NONE = "internet", "broad", "trusted", "none"
+EXPOSURE_ORDER = {NONE: 0, TRUSTED: 1, BROAD: 2, INTERNET: 3}
+V4_TRUSTED_MAX = 256          # at most this many IPv4 addresses is "trusted"
+V6_TRUSTED_MAX = 1 << 80      # at most a /48 of IPv6 is "trusted"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicSources:
+    """The public part of a set of sources: concrete addresses plus opaque broad tags (AzureCloud).
+
+    Tags are a separate, symbolic dimension (:class:`TagSet`): ``| & - <=`` are exact on this
+    representation; :func:`overlaps` is the conservative, symmetric "may share an address" test.
+
+    ``by_source_port`` is set only on a rule's *exposure* when it depends on the client's source port: the
+    canonical list of (source ports, what those ports expose). Empty means "the same for every source port".
+    It takes part in equality, so comparing exposures (the revert planner's exactness check) sees traffic
+    that merely moves from one source port range to another.
+    """
+
+    addresses: AddressSet = AddressSet()
+    tags: TagSet = TagSet()
+    by_source_port: tuple[tuple[PortSet, PublicSources], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.addresses) or bool(self.tags)
+
+    def __or__(self, other: PublicSources) -> PublicSources:
+        return PublicSources(self.addresses | other.addresses, self.tags | other.tags)
+
+    def __and__(self, other: PublicSources) -> PublicSources:
+        return PublicSources(self.addresses & other.addresses, self.tags & other.tags)
+
+    def __sub__(self, other: PublicSources) -> PublicSources:
+        return PublicSources(self.addresses - other.addresses, self.tags - other.tags)
+
+    def __le__(self, other: PublicSources) -> bool:
+        return self.addresses <= other.addresses and self.tags <= other.tags
+
+
+@dataclass(frozen=True, slots=True)
+class RuleExposure:
+    """What one Allow rule does for one port: its effective exposure and what it would expose alone."""
+
+    rule: Rule
+    port: int
+    exposed: PublicSources
+    potential: PublicSources
+    exposure: str
+    potential_exposure: str
+    shadowed_by: tuple[Rule, ...] = field(default=())
+    combined_with: tuple[Rule, ...] = field(default=())
+
+    @property
+    def active(self) -> bool:
+        return self.exposure != NONE
+
+
+UNIVERSAL_DESTINATIONS = frozenset({"*", "any", "virtualnetwork"})
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a rule applies, as far as shadowing is concerned.
+
+    NSG Guard reports exposure per source, not per VM, so destinations only decide whether an earlier
+    rule shadows a later one. ``*``, ``Any`` and ``VirtualNetwork`` reach every NIC behind the NSG
+    (NIC addresses are always inside the VNet's address space): *universal*. Anything else (CIDRs, ASGs,
+    other tags) reaches some NICs only; such a rule shadows a later rule only when its destinations
+    contain the later rule's (CIDR containment, same tags/ASGs). Partial overlaps never shadow: the engine
+    may over-report there, never under-report.
+    """
+
+    universal: bool
+    addresses: AddressSet = AddressSet()
+    opaque: frozenset[str] = frozenset()  # tags and ASG ids, lower-cased
+
+    def covers(self, other: Destination) -> bool:
+        if self.universal:
+            return True
+        if other.universal:
+            return False
+        return other.opaque <= self.opaque and other.addresses <= self.addresses
+
+
+UNIVERSAL = Destination(True)
+
+
+def destination_of(rule: Rule) -> Destination:
+    if not rule.destination_asgs and not rule.destination_address_prefixes and \
+            (rule.destination_address_prefix or "*").lower() in UNIVERSAL_DESTINATIONS:
+        return UNIVERSAL  # the common case, without building anything
+    tokens = ((rule.destination_address_prefix,) if rule.destination_address_prefix else ()) + \
+        rule.destination_address_prefixes
+    if not rule.destination_asgs and (not tokens or any(t.lower() in UNIVERSAL_DESTINATIONS for t in tokens)):
+        return UNIVERSAL  # no destination given at all means Azure's default, '*'
+    addresses = AddressSet()
+    opaque = {a.lower() for a in rule.destination_asgs}
+    for token in tokens:
+        low = token.lower()
+        if low in UNIVERSAL_DESTINATIONS:
+            return UNIVERSAL
+        if token[0].isdigit() or ":" in token:
+            addresses = addresses | parse_cidr(token)
+        else:
+            opaque.add(low)
+    if addresses.v4 == ALL_V4.v4 and addresses.v6 == ALL_V6.v6:
+        return UNIVERSAL
+    return Destination(False, addresses, frozenset(opaque))
+
+
+_make_public_sources = fast_constructor(PublicSources)
+_NO_TAGS = TagSet()
+_ALL_BROAD = TagSet.whole(PUBLIC_BROAD_TAGS)
+_ALL_PORTS = PortSet.ALL
+_NOTHING = PublicSources()
+
+
+def _canonical(parts: list[tuple[PortSet, PublicSources]]) -> tuple[tuple[PortSet, PublicSources], ...]:
+    """(source ports, exposure) with equal exposures merged, ordered by port; () when uniform over 0-65535."""
+    merged: dict[PublicSources, PortSet] = {}
+    for q, part in parts:
+        merged[part] = merged[part] | q if part in merged else q
+    out = tuple(sorted(((ports, part) for part, ports in merged.items()), key=lambda x: x[0].intervals[0]))
+    if len(out) == 1 and out[0][0] == PortSet.ALL:
+        return ()
+    return out
+
+
+def _split(pieces: list[tuple[PortSet, PublicSources]], ports: PortSet) -> list[tuple[PortSet, PublicSources]]:
+    """Refine the source-port pieces so that each lies inside ``ports`` or outside it."""
+    out: list[tuple[PortSet, PublicSources]] = []
+    for q, rem in pieces:
+        inside, outside = q & ports, q - ports
+        if inside and outside:
+            out.append((inside, rem))
+            out.append((outside, rem))
+        else:
+            out.append((q, rem))
+    return out
+_Item = tuple[Rule, PublicSources, Destination]  # a relevant rule with its public sources and destination
+_make_rule_exposure = fast_constructor(RuleExposure)
+
+
+class Evaluator:
+    """Evaluates NSGs against one public space. Caches per-source-list results across rules and NSGs."""
+
+    def __init__(self, public: AddressSet = DEFAULT_PUBLIC) -> None:
+        self.public = public
+        self._public_v4 = public.v4.size()
+        self._public_v6 = public.v6.size()
+        self._cache: dict[tuple[str | None, tuple[str, ...]], PublicSources] = {}
+        self._token_public: dict[str, AddressSet] = {}
+        self._dest_cache: dict[tuple[object, ...], Destination] = {}
+        self._class_cache: dict[PublicSources, str] = {}
+        self._port_hits: dict[tuple[int, ...], dict[object, tuple[int, ...]]] = {}
+        self._everything = PublicSources(public, _ALL_BROAD)  # every public source, broad tags included
+
+    # --- sources --------------------------------------------------------------------------------
+    def public_sources(self, rule: Rule) -> PublicSources:
+        """The public part of a rule's sources (ASGs and ordinary service tags are never public)."""
+        # Keyed by the prefixes as written (C-level string hashing): they determine the public part, whatever
+        # extra tags were configured (extra tags only turn unknown names into non-public tags).
+        key = (rule.source_address_prefix, rule.source_address_prefixes)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        parts: list[AddressSet] = []
+        tags: list[str] = []
+        everything = False
+        for token in rule.sources:
+            if token.kind == KIND_ALL or token.kind == KIND_INTERNET:
+                everything = True
+                break
+            if token.kind == KIND_CIDR:
+                part = self._token_public.get(token.text)
+                if part is None:
+                    part = token.addresses & self.public
+                    if len(self._token_public) > 16384:
+                        self._token_public.clear()
+                    self._token_public[token.text] = part
+                if part:
+                    parts.append(part)
+            elif token.kind == KIND_BROAD_TAG:
+                tags.append(token.text)
+        if everything:
+            addresses, tags = self.public, []
+        elif len(parts) == 1:
+            addresses = parts[0]
+        elif parts:  # one normalization for the whole list instead of one per union
+            addresses = AddressSet(V4Set(i for p in parts for i in p.v4.intervals),
+                                   V6Set(i for p in parts for i in p.v6.intervals))
+        else:
+            addresses = AddressSet()
+        result = PublicSources(addresses, TagSet.of(tags) if tags else _NO_TAGS)
+        if len(self._cache) > 4096:  # bounded: memory stays flat over a 100k-NSG sweep
+            self._cache.clear()
+        self._cache[key] = result
+        return result
+
+    def _potential(self, src: PublicSources) -> str:
+        """Class of what a rule would expose alone; cached (the same source lists recur across NSGs)."""
+        hit = self._class_cache.get(src)
+        if hit is None:
+            if len(self._class_cache) > 4096:
+                self._class_cache.clear()
+            hit = self._class_cache[src] = self.classify(src)
+        return hit
+
+    def classify(self, sources: PublicSources) -> str:
+        """``internet`` / ``broad`` / ``trusted`` / ``none`` per docs §2.5 (wider family wins)."""
+        v4 = sources.addresses.v4.size()
+        v6 = sources.addresses.v6.size()
+        best = NONE
+        if v4:
+            best = INTERNET if 2 * v4 >= self._public_v4 else BROAD if v4 > V4_TRUSTED_MAX else TRUSTED
+        if v6:
+            c6 = INTERNET if 2 * v6 >= self._public_v6 else BROAD if v6 > V6_TRUSTED_MAX else TRUSTED
+            best = max(best, c6, key=EXPOSURE_ORDER.__getitem__)
+        if sources.tags and EXPOSURE_ORDER[best] < EXPOSURE_ORDER[BROAD]:
+            best = BROAD
+        return best
+
+    # --- evaluation ----------------------------------------------------------------------------
+    def evaluate_port(self, nsg: Nsg, port: int) -> list[RuleExposure]:
+        """Every Allow rule that could expose TCP ``port`` to public sources, with its effective part."""
+        return self.evaluate(nsg, (port,))[port]
+
+    def evaluate(self, nsg: Nsg, ports: Iterable[int]) -> dict[int, list[RuleExposure]]:
+        ports = tuple(ports)
+        out: dict[int, list[RuleExposure]] = {p: [] for p in ports}
+        # Rules relevant to each port, in order: inbound, TCP-capable, port in range.
+        relevant: dict[int, list[_Item]] = {p: [] for p in ports}
+        hits_cache = self._port_hits.get(ports)
+        if hits_cache is None or len(hits_cache) > 4096:
+            hits_cache = self._port_hits[ports] = {}
+        for rule in nsg.inbound_rules:
+            if rule.protocol not in TCP_CAPABLE:
+                continue
+            dst = rule.destination_ports
+            hits = hits_cache.get(dst)
+            if hits is None:
+                hits = hits_cache[dst] = tuple(p for p in ports if p in dst)
+            if not hits:
+                continue
+            src = self.public_sources(rule)
+            if not src:
+                continue  # no public source: it can neither expose nor shadow a public source
+            item = (rule, src, self.destination(rule))
+            for p in hits:
+                relevant[p].append(item)
+        # Watched ports often see the very same rules (``*``, ``1-1024``...): evaluate each distinct
+        # rule list once and relabel the port.
+        memo: dict[tuple[int, ...], list[RuleExposure]] = {}
+        for port in ports:
+            key = tuple(map(id, relevant[port]))
+            done = memo.get(key)
+            if done is None:
+                out[port] = memo[key] = self._first_match(relevant[port], port)
+            else:
+                out[port] = [replace(rx, port=port) for rx in done]
+        return out
+
+    def destination(self, rule: Rule) -> Destination:
+        """Where a rule applies. Cached per destination spelling: estates repeat a handful of them."""
+        key = (rule.destination_address_prefix, rule.destination_address_prefixes, rule.destination_asgs)
+        hit = self._dest_cache.get(key)
+        if hit is None:
+            hit = destination_of(rule)
+            if len(self._dest_cache) > 4096:
+                self._dest_cache.clear()
+            self._dest_cache[key] = hit
+        return hit
+
+    def _covered(self, src: PublicSources) -> PublicSources:
+        """What a rule with these public sources takes out of the undecided set: all of it, plus every
+        broad tag when it covers the whole public space (AzureCloud addresses are public addresses)."""
+        if src.addresses == self.public:  # src is already within public
+            return _make_public_sources(src.addresses, _ALL_BROAD, ())
+        return src
+
+    def _first_match(self, items: list[_Item], port: int) -> list[RuleExposure]:
+        # Undecided public sources per source-port piece (the pieces partition 0-65535); only rules that
+        # apply to every destination behind the NSG (``*``, ``Any``, ``VirtualNetwork``) remove sources.
+        pieces: list[tuple[PortSet, PublicSources]] = [(PortSet.ALL, self._everything)]
+        earlier: list[_Item] = []
+        narrow_earlier: list[tuple[PublicSources, Destination, PortSet]] = []  # rules for some destinations
+        results: list[RuleExposure] = []
+        # Nothing after the last Allow can change any result: stop there.
+        last = max((i for i, item in enumerate(items) if item[0].access == ALLOW), default=-1)
+        for rule, src, dest in items[: last + 1]:
+            sports = rule.source_ports
+            if sports is not _ALL_PORTS and sports != PortSet.ALL:
+                pieces = _split(pieces, sports)
+                mine = [(q, rem) for q, rem in pieces if q <= sports]
+            else:
+                mine = pieces
+            if rule.access == ALLOW:
+                exposed = _NOTHING
+                parts: list[tuple[PortSet, PublicSources]] = []
+                for q, rem in mine:
+                    if not dest.universal:
+                        # A narrower rule is also shadowed by earlier rules whose destinations contain its own.
+                        for s2, d2, p2 in narrow_earlier:
+                            if d2.covers(dest) and q <= p2:
+                                rem = rem - self._covered(s2)
+                    part = _make_public_sources(src.addresses & rem.addresses,
+                                                src.tags & rem.tags if src.tags else _NO_TAGS, ())
+                    exposed = part if not exposed else exposed | part
+                    if part:
+                        parts.append((q, part))
+                if len(mine) > 1 or mine[0][0] != PortSet.ALL:
+                    exposed = _make_public_sources(exposed.addresses, exposed.tags, _canonical(parts))
+                exposure = self.classify(exposed)
+                shadowers: tuple[Rule, ...] = ()
+                if exposure == NONE:
+                    shadowers = tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src)
+                                      and not r.source_ports.isdisjoint(sports))
+                results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self._potential(src),
+                                                   shadowers, ()))
+            if dest.universal:
+                gone = self._covered(src)
+                pieces = [(q, rem - gone) if q <= sports else (q, rem) for q, rem in pieces] \
+                    if mine is not pieces else [(q, rem - gone) for q, rem in pieces]
+            else:
+                narrow_earlier.append((src, dest, sports))
+            earlier.append((rule, src, dest))
+        return self._combine(results)
+
+    def _combine(self, results: list[RuleExposure]) -> list[RuleExposure]:
+        """Split ranges (``0.0.0.0/2`` x 4) expose the internet together though no rule does alone.
+
+        When the union of the active rules' exposures is internet-class and no single rule is, every
+        broad contributor is reported as ``internet`` and names its partners: removing any one of
+        them alone would still leave most of the internet in.
+        """
+        active = [rx for rx in results if rx.active]
+        if len(active) < 2 or any(rx.exposure == INTERNET for rx in active):
+            return results
+        # The union is at most the sum of the parts: if even that is below half a family, stop here.
+        v4 = sum(rx.exposed.addresses.v4.size() for rx in active)
+        v6 = sum(rx.exposed.addresses.v6.size() for rx in active)
+        if 2 * v4 < self._public_v4 and 2 * v6 < self._public_v6:
+            return results
+        union = AddressSet()
+        for rx in active:
+            union = union | rx.exposed.addresses
+        if self.classify(PublicSources(union)) != INTERNET:
+            return results
+        broad = [rx for rx in active if rx.exposure == BROAD]
+        out = []
+        for rx in results:
+            if rx in broad:
+                partners = tuple(o.rule for o in broad if o is not rx)
+                rx = replace(rx, exposure=INTERNET, combined_with=partners)
+            out.append(rx)
+        return out
+
+
+def overlaps(a: PublicSources, b: PublicSources) -> bool:
+    """May ``a`` and ``b`` share a public source? Symmetric and conservative: a broad tag (AzureCloud) may
+    hold any public address, so it overlaps every non-empty address set, in either order."""
+    if a.addresses.v4 and b.addresses.v4 and not a.addresses.v4.isdisjoint(b.addresses.v4):
+        return True
+    if a.addresses.v6 and b.addresses.v6 and not a.addresses.v6.isdisjoint(b.addresses.v6):
+        return True
+    if a.tags and b.tags and not a.tags.isdisjoint(b.tags):
+        return True
+    return bool(b.tags and a.addresses) or bool(a.tags and b.addresses)

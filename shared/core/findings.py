@@ -1,0 +1,104 @@
+"""Findings: stable ids, human reasons and the JSON contract of docs/product.md §4."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.core.exposure import RuleExposure, destination_of
+from shared.core.model import Nsg, Rule
+
+STATUS_OPEN, STATUS_LATENT, STATUS_EXEMPT, STATUS_RESOLVED = "Open", "Latent", "Exempt", "Resolved"
+
+
+def finding_id(nsg_id: str, rule_name: str, port: int) -> str:
+    """Stable id of (NSG, rule, port): the same inputs give the same id in every run and trigger.
+
+    ARM ids and rule names are case-insensitive, so they are lower-cased first.
+    """
+    key = f"{nsg_id.lower()}|{rule_name.lower()}|{port}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    finding_id: str
+    nsg: Nsg
+    rule: Rule
+    port: int
+    port_kind: str
+    exposure: str
+    active: bool
+    severity: str
+    reason: str
+    status: str = STATUS_OPEN
+    # Context added after evaluation (exemption, attachment/effective exposure...): goes to the Details column.
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts_against_compliance(self) -> bool:
+        return self.active and self.status == STATUS_OPEN and self.severity != "info"
+
+    def to_contract(self) -> dict[str, Any]:
+        """The CLI JSON contract, field for field (docs §4)."""
+        return {
+            "findingId": self.finding_id,
+            "nsgId": self.nsg.id,
+            "nsgName": self.nsg.name,
+            "ruleName": self.rule.name,
+            "ruleId": self.rule.id,
+            "port": self.port,
+            "portKind": self.port_kind,
+            "exposure": self.exposure,
+            "active": self.active,
+            "status": self.status,
+            "severity": self.severity,
+            "priority": self.rule.priority,
+            "sources": self.rule.source_texts,
+            "reason": self.reason,
+        }
+
+
+_EXPOSURE_WORDS = {
+    "internet": "the internet",
+    "broad": "a broad public range",
+    "trusted": "a small set of public addresses",
+}
+
+
+def _describe_sources(rule: Rule) -> str:
+    texts = rule.source_texts
+    shown = ", ".join(texts[:4]) + (f" and {len(texts) - 4} more" if len(texts) > 4 else "")
+    return f"source {shown}" if len(texts) == 1 else f"sources {shown}"
+
+
+def make_finding(nsg: Nsg, port: int, port_kind: str, rx: RuleExposure, severity: str) -> Finding:
+    """Build a finding from a rule's exposure (active or latent)."""
+    rule = rx.rule
+    where = f"by rule {rule.name} (priority {rule.priority}, {_describe_sources(rule)})"
+    if not destination_of(rule).universal:
+        targets = [*((rule.destination_address_prefix,) if rule.destination_address_prefix else ()),
+                   *rule.destination_address_prefixes,
+                   *("asg:" + a.rstrip("/").rsplit("/", 1)[-1] for a in rule.destination_asgs)]
+        where = f"to {', '.join(targets[:4])}{' and more' if len(targets) > 4 else ''} " + where
+    if rx.active:
+        reason = f"TCP {port} allowed from {_EXPOSURE_WORDS[rx.exposure]} {where}"
+        if rx.combined_with:
+            partners = ", ".join(r.name for r in rx.combined_with[:5])
+            reason += f" together with {partners}: no single rule opens it, but their sources add up"
+        if rx.exposed.addresses != rx.potential.addresses:
+            reason += "; partly shadowed by higher-priority rules"
+        if rx.exposed.tags:
+            reason += "; AzureCloud addresses can be held by any Azure customer"
+        exposure = rx.exposure
+        status = STATUS_OPEN
+    else:
+        names = ", ".join(f"{r.name} ({r.priority})" for r in rx.shadowed_by[:5]) or "higher-priority rules"
+        reason = (f"latent: TCP {port} would be allowed from {_EXPOSURE_WORDS[rx.potential_exposure]} "
+                  f"{where}, but it is shadowed by {names}; removing those would expose the port")
+        exposure = rx.potential_exposure
+        status = STATUS_LATENT
+    return Finding(finding_id(nsg.id, rule.name, port), nsg, rule, port, port_kind, exposure,
+                   rx.active, severity, reason, status)
