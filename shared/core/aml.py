@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.core.effective import intersect_hops
 from shared.core.errors import InputError
 from shared.core.exposure import EXPOSURE_ORDER, INTERNET, NONE, Evaluator, PublicSources
 from shared.core.findings import finding_id
@@ -280,17 +281,6 @@ def hop_view(evaluator: Evaluator, nsg: Nsg, role: str, ports: Iterable[int]) ->
     return HopView(nsg.id, nsg.name, role, allowed, rules, required)
 
 
-def _intersect(a: PublicSources, b: PublicSources, everything: Any) -> PublicSources:
-    # Tags (AzureCloud) are opaque: they survive a hop that lets everything through, or one naming them too.
-    # Tags are a TagSet (exact symbolic algebra, shared/core/tagsets.py), as in shared.core.effective._intersect.
-    tags = a.tags & b.tags
-    if b.addresses == everything:
-        tags = tags | a.tags
-    if a.addresses == everything:
-        tags = tags | b.tags
-    return PublicSources(a.addresses & b.addresses, tags)
-
-
 def _union(items: Sequence[PublicSources]) -> PublicSources:
     out = PublicSources()
     for s in items:
@@ -395,7 +385,7 @@ def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet
             names = tuple(n for h in subnet_hops for n in h.rules.get(port, ()))
             nsg_id = subnet_hops[0].nsg_id
         if aml_hops:
-            through = _intersect(through, _union([h.allowed.get(port, PublicSources()) for h in aml_hops]),
+            through = intersect_hops(through, _union([h.allowed.get(port, PublicSources()) for h in aml_hops]),
                                  evaluator.public)
             if nsg_id is None:
                 nsg_id = aml_hops[0].nsg_id

@@ -112,8 +112,9 @@ def is_partner(nsg: Nsg, index: AttachmentIndex) -> bool:
     return index.is_nic_nsg_of_public_nic(nsg.id) or any(index.nics_in(s) for s in nsg.subnet_ids)
 
 
-def _intersect(a: PublicSources, b: PublicSources, evaluator: Evaluator) -> PublicSources:
-    everything = evaluator.public
+def intersect_hops(a: PublicSources, b: PublicSources, everything: Any) -> PublicSources:
+    """What passes two NSG hops in a row. Tags (AzureCloud) are opaque: one survives a hop that lets all
+    public addresses (``everything``) through, or a hop naming the tag too."""
     tags = a.tags & b.tags
     if b.addresses == everything:
         tags = tags | a.tags
@@ -202,7 +203,7 @@ def _judge(f: Finding, state: str, evaluator: Evaluator, paths: Sequence[Path], 
         if exposed is None:
             unknown = True
             continue
-        cls = evaluator.classify(_intersect(exposed, allowed, evaluator))
+        cls = evaluator.classify(intersect_hops(exposed, allowed, evaluator.public))
         if EXPOSURE_ORDER[cls] > EXPOSURE_ORDER[best]:
             best = cls
     if best != NONE:
