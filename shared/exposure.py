@@ -292,12 +292,17 @@ class Evaluator:
         # rule list once and relabel the port.
         memo: dict[tuple[int, ...], list[RuleExposure]] = {}
         for port in ports:
-            key = tuple(map(id, relevant[port]))
+            items = relevant[port]
+            if not items:
+                continue  # out[port] is already []
+            key = tuple(map(id, items))
             done = memo.get(key)
             if done is None:
-                out[port] = memo[key] = self._first_match(relevant[port], port)
-            else:
-                out[port] = [replace(rx, port=port) for rx in done]
+                out[port] = memo[key] = self._first_match(items, port)
+            else:  # same exposure, other port: one constructor call instead of dataclasses.replace
+                out[port] = [_make_rule_exposure(rx.rule, port, rx.exposed, rx.potential, rx.exposure,
+                                                 rx.potential_exposure, rx.shadowed_by, rx.combined_with)
+                             for rx in done]
         return out
 
     def destination(self, rule: Rule) -> Destination:
@@ -326,8 +331,11 @@ class Evaluator:
         narrow_earlier: list[tuple[PublicSources, Destination, PortSet]] = []  # rules for some destinations
         results: list[RuleExposure] = []
         # Nothing after the last Allow can change any result: stop there.
-        last = max((i for i, item in enumerate(items) if item[0].access == ALLOW), default=-1)
-        for rule, src, dest in items[: last + 1]:
+        last = len(items) - 1
+        while last >= 0 and items[last][0].access != ALLOW:
+            last -= 1
+        for index in range(last + 1):
+            rule, src, dest = items[index]
             sports = rule.source_ports
             if sports is not _ALL_PORTS and sports != PortSet.ALL:
                 pieces = _split(pieces, sports)
@@ -357,6 +365,8 @@ class Evaluator:
                                       and not r.source_ports.isdisjoint(sports))
                 results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self._potential(src),
                                                    shadowers, ()))
+            if index == last:
+                break  # the last Allow: what it takes out of the undecided sources can change no result
             if dest.universal:
                 gone = self._covered(src)
                 pieces = [(q, rem - gone) if q <= sports else (q, rem) for q, rem in pieces] \
