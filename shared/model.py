@@ -158,6 +158,9 @@ class Nsg:
         return self._sorted_inbound
 
 
+_make_nsg = fast_constructor(Nsg)
+
+
 # --- resource ids ----------------------------------------------------------------------------------
 
 def split_resource_id(resource_id: str) -> dict[str, str]:
@@ -495,21 +498,23 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset(), *, strict: boo
         raw_defaults = props.get("defaultSecurityRules") or []
         if not isinstance(raw_defaults, list):
             raise InputError("field 'defaultSecurityRules' must be a list")
-        ids = split_resource_id(nsg_id)
         rules = tuple(parse_rule(r, nsg_id=nsg_id, flattened=flattened, extra_tags=extra_tags, strict=strict)
                       for r in raw_rules)
         defaults = tuple(parse_rule(r, nsg_id=nsg_id, default=True, flattened=flattened, extra_tags=extra_tags,
                                     strict=strict) for r in raw_defaults)
         _check_unique_priorities(rules)
-        sub = obj.get("subscriptionId") or ids.get("subscriptions", "")
-        rg = obj.get("resourceGroup") or ids.get("resourcegroups", "")
+        sub = obj.get("subscriptionId")
+        rg = obj.get("resourceGroup")
+        if not sub or not rg:
+            ids = split_resource_id(nsg_id)
+            sub = sub or ids.get("subscriptions", "")
+            rg = rg or ids.get("resourcegroups", "")
         etag = obj.get("etag")
-        return Nsg(
-            id=nsg_id, name=name, rules=rules, default_rules=defaults,
-            location=obj.get("location") if isinstance(obj.get("location"), str) else None,
-            subscription_id=str(sub), resource_group=str(rg),
-            etag=etag if isinstance(etag, str) else None, tags=_parse_tags(obj.get("tags")),
-            subnet_ids=_id_list(props, "subnets"), nic_ids=_id_list(props, "networkInterfaces"),
+        location = obj.get("location")
+        return _make_nsg(  # positional, in Nsg's field order
+            nsg_id, name, rules, defaults, location if isinstance(location, str) else None, str(sub), str(rg),
+            etag if isinstance(etag, str) else None, _parse_tags(obj.get("tags")), _id_list(props, "subnets"),
+            _id_list(props, "networkInterfaces"), (),
         )
     except InputError as exc:
         raise exc.located(nsg=label) from None
