@@ -273,6 +273,7 @@ class Evaluator:
         hits_cache = self._port_hits.get(ports)
         if hits_cache is None or len(hits_cache) > 4096:
             hits_cache = self._port_hits[ports] = {}
+        source_cache, dest_cache = self._cache, self._dest_cache  # hits looked up here; misses fill them
         for rule in nsg.inbound_rules:
             if rule.protocol not in TCP_CAPABLE:
                 continue
@@ -282,10 +283,14 @@ class Evaluator:
                 hits = hits_cache[dst] = tuple(p for p in ports if p in dst)
             if not hits:
                 continue
-            src = self.public_sources(rule)
+            src = source_cache.get((rule.source_address_prefix, rule.source_address_prefixes))
+            if src is None:
+                src = self.public_sources(rule)
             if not src:
                 continue  # no public source: it can neither expose nor shadow a public source
-            item = (rule, src, self.destination(rule))
+            dest = dest_cache.get((rule.destination_address_prefix, rule.destination_address_prefixes,
+                                   rule.destination_asgs))
+            item = (rule, src, dest if dest is not None else self.destination(rule))
             for p in hits:
                 relevant[p].append(item)
         # Watched ports often see the very same rules (``*``, ``1-1024``...): evaluate each distinct
@@ -326,7 +331,8 @@ class Evaluator:
     def _first_match(self, items: list[_Item], port: int) -> list[RuleExposure]:
         # Undecided public sources per source-port piece (the pieces partition 0-65535); only rules that
         # apply to every destination behind the NSG (``*``, ``Any``, ``VirtualNetwork``) remove sources.
-        pieces: list[tuple[PortSet, PublicSources]] = [(PortSet.ALL, self._everything)]
+        everything = self._everything
+        pieces: list[tuple[PortSet, PublicSources]] = [(PortSet.ALL, everything)]
         earlier: list[_Item] = []
         narrow_earlier: list[tuple[PublicSources, Destination, PortSet]] = []  # rules for some destinations
         results: list[RuleExposure] = []
@@ -342,7 +348,15 @@ class Evaluator:
                 mine = [(q, rem) for q, rem in pieces if q <= sports]
             else:
                 mine = pieces
-            if rule.access == ALLOW:
+            if rule.access == ALLOW and mine is pieces and len(pieces) == 1 and pieces[0][1] is everything \
+                    and not narrow_earlier:
+                # Nothing is decided yet (the first relevant rule, all source ports, nothing narrower before): it
+                # exposes all of its public sources, which public_sources keeps within ``everything``.
+                potential = self._potential(src)
+                results.append(_make_rule_exposure(rule, port, src, src, potential, potential,
+                                                   self._shadowers(earlier, src, dest, sports) if potential == NONE
+                                                   else (), ()))
+            elif rule.access == ALLOW:
                 exposed = _NOTHING
                 parts: list[tuple[PortSet, PublicSources]] = []
                 for q, rem in mine:
@@ -359,10 +373,7 @@ class Evaluator:
                 if len(mine) > 1 or mine[0][0] != PortSet.ALL:
                     exposed = _make_public_sources(exposed.addresses, exposed.tags, _canonical(parts))
                 exposure = self.classify(exposed)
-                shadowers: tuple[Rule, ...] = ()
-                if exposure == NONE:
-                    shadowers = tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src)
-                                      and not r.source_ports.isdisjoint(sports))
+                shadowers = self._shadowers(earlier, src, dest, sports) if exposure == NONE else ()
                 results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self._potential(src),
                                                    shadowers, ()))
             if index == last:
@@ -376,6 +387,12 @@ class Evaluator:
             earlier.append((rule, src, dest))
         return self._combine(results)
 
+    @staticmethod
+    def _shadowers(earlier: list[_Item], src: PublicSources, dest: Destination, sports: PortSet) -> tuple[Rule, ...]:
+        """The earlier rules that take a latent rule's sources: same destinations, overlapping sources and ports."""
+        return tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src)
+                     and not r.source_ports.isdisjoint(sports))
+
     def _combine(self, results: list[RuleExposure]) -> list[RuleExposure]:
         """Split ranges (``0.0.0.0/2`` x 4) expose the internet together though no rule does alone.
 
@@ -383,6 +400,8 @@ class Evaluator:
         broad contributor is reported as ``internet`` and names its partners: removing any one of
         them alone would still leave most of the internet in.
         """
+        if len(results) < 2:
+            return results
         active = [rx for rx in results if rx.active]
         if len(active) < 2 or any(rx.exposure == INTERNET for rx in active):
             return results
