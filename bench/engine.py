@@ -15,6 +15,8 @@ Issue 15 modes (bench/README.md has the numbers and commands):
         in-process scan-like run (streaming, or keeping every evaluation with --keep): us/rule per size.
     python bench/engine.py --codecs --nsgs 10000 --rules 10
         json vs orjson: decoding the list file and encoding the findings, collector on and off.
+    python bench/engine.py --readers --nsgs 10000 --rules 10 [--repeats 5]
+        scan's list reader (NSG by NSG): the standard library's decoder against msgspec.
 """
 
 from __future__ import annotations
@@ -207,6 +209,36 @@ def codecs(args: argparse.Namespace) -> None:
             print(f"codecs gc={collector} {name} seconds={best:.3f}")
 
 
+def readers(args: argparse.Namespace) -> None:
+    """The list reader of ``scan``: the standard library's decoder against msgspec, on one file, interleaved."""
+    import gc
+
+    from shared.jsonstream import _iter_list_items_json, _iter_list_items_msgspec
+
+    cases = {"json (JSONDecoder.raw_decode)": _iter_list_items_json,
+             "msgspec (Raw skip + decode)": _iter_list_items_msgspec}
+    with tempfile.TemporaryDirectory(prefix="nsg-guard-bench-") as tmp:
+        estate = Path(tmp) / "estate.json"
+        write_estate(estate, args.nsgs, args.rules, args.seed)
+        rules = args.nsgs * args.rules
+        print(f"readers input_mb={estate.stat().st_size / 2**20:.0f} nsgs={args.nsgs} rules={rules} "
+              f"repeats={args.repeats} (min of each, collector paused as in scan)")
+        best: dict[str, float] = {}
+        for _ in range(args.repeats):
+            for name, read in cases.items():
+                gc.disable()
+                t0 = time.process_time()
+                for _item in read(estate):
+                    pass
+                seconds = time.process_time() - t0
+                gc.enable()
+                best[name] = min(best.get(name, seconds), seconds)
+        for name, seconds in best.items():
+            print(f"readers reader={name} cpu_s={seconds:.3f} us_per_rule={1e6 * seconds / rules:.2f}")
+        names = list(best)
+        print(f"readers msgspec_over_json={best[names[1]] / best[names[0]]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nsgs", type=int, default=50_000)
@@ -224,6 +256,7 @@ def main() -> None:
                         help="linearity: keep every evaluation (scan --format table/sarif/--indent); the default "
                              "streams like scan --format json piped")
     parser.add_argument("--codecs", action="store_true", help="json vs orjson, decode and encode")
+    parser.add_argument("--readers", action="store_true", help="scan's list reader: json vs msgspec")
     args = parser.parse_args()
     if args.end_to_end:
         return end_to_end(args)
@@ -231,6 +264,8 @@ def main() -> None:
         return linearity(args)
     if args.codecs:
         return codecs(args)
+    if args.readers:
+        return readers(args)
 
     engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
     engine_seconds = baseline_seconds = 0.0
