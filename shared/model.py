@@ -268,6 +268,27 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
 _AZ_RULE_KEYS = RULE_PROPERTY_KEYS | AZ_RULE_EXTRA_KEYS
 
 
+def _parse_rules(raw: list[Any], nsg_id: str, default: bool, flattened: bool, extra_tags: frozenset[str],
+                 strict: bool) -> tuple[Rule, ...]:
+    """:func:`parse_rule` over a list: a rule in ARM shape with only known fields (nearly all) goes straight
+    to the rule builder, as parse_rule would send it; anything else through parse_rule itself."""
+    out = []
+    envelope_keys, property_keys = RULE_ENVELOPE_KEYS, RULE_PROPERTY_KEYS
+    for obj in raw:
+        if not flattened and type(obj) is dict:
+            name, props = obj.get("name"), obj.get("properties")
+            if type(name) is str and name and type(props) is dict and envelope_keys.issuperset(obj) \
+                    and property_keys.issuperset(props):
+                try:
+                    out.append(_build_rule(name, obj, props, nsg_id, default, extra_tags))
+                except InputError as exc:
+                    raise exc.located(rule=name) from None
+                continue
+        out.append(parse_rule(obj, nsg_id=nsg_id, default=default, flattened=flattened, extra_tags=extra_tags,
+                              strict=strict))
+    return tuple(out)
+
+
 _LOGGED_FIELDS: set[str] = set()
 
 
@@ -498,10 +519,8 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset(), *, strict: boo
         raw_defaults = props.get("defaultSecurityRules") or []
         if not isinstance(raw_defaults, list):
             raise InputError("field 'defaultSecurityRules' must be a list")
-        rules = tuple(parse_rule(r, nsg_id=nsg_id, flattened=flattened, extra_tags=extra_tags, strict=strict)
-                      for r in raw_rules)
-        defaults = tuple(parse_rule(r, nsg_id=nsg_id, default=True, flattened=flattened, extra_tags=extra_tags,
-                                    strict=strict) for r in raw_defaults)
+        rules = _parse_rules(raw_rules, nsg_id, False, flattened, extra_tags, strict)
+        defaults = _parse_rules(raw_defaults, nsg_id, True, flattened, extra_tags, strict)
         _check_unique_priorities(rules)
         sub = obj.get("subscriptionId")
         rg = obj.get("resourceGroup")
