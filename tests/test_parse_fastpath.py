@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from shared import model
 from shared.errors import InputError
-from shared.model import _build_rule_checked, parse_rule
+from shared.model import _build_rule_checked, parse_nsg, parse_rule
 
 NSG_ID = "/subscriptions/s/resourceGroups/r/providers/Microsoft.Network/networkSecurityGroups/n"
 ODD = st.sampled_from([None, "", " ", 22, 22.0, True, [], ["22"], {}, {"id": "x"}])
@@ -97,6 +97,15 @@ def test_fast_rule_parser_equals_the_checked_parser(props: dict[str, Any], defau
         assert got == expected
         if not isinstance(got, tuple):  # every field, also those equality leaves out
             assert all(getattr(got, f) == getattr(expected, f) for f in model.Rule.__slots__)
+    # The same rule inside an NSG (parse_nsg's loop hands plain rules straight to the builder).
+    key = "defaultSecurityRules" if default else "securityRules"
+    doc = {"name": "n", "id": NSG_ID, "properties": {"securityRules": [], key: [body]}}
+    in_nsg = outcome(lambda: parse_nsg(doc, extra))
+    if isinstance(expected, tuple):
+        assert isinstance(in_nsg, tuple) and expected[1] in in_nsg[1]
+    else:
+        assert not isinstance(in_nsg, tuple)
+        assert (in_nsg.default_rules if default else in_nsg.rules) == (expected,)
 
 
 @pytest.mark.parametrize("spelling", ["tcp", "TCP", "Tcp"])
