@@ -251,7 +251,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="2000,20000,100000")
     parser.add_argument("--gc", choices=("paused", "default"), default="paused")
     parser.add_argument("--warmup", type=int, default=2000, help="NSGs evaluated before timing (linearity)")
-    parser.add_argument("--rounds", type=int, default=2, help="linearity: rounds over the sizes, best kept")
+    parser.add_argument("--rounds", type=int, default=3, help="linearity: rounds over the sizes, best kept")
     parser.add_argument("--keep", action="store_true",
                         help="linearity: keep every evaluation (scan --format table/sarif/--indent); the default "
                              "streams like scan --format json piped")
