@@ -15,6 +15,8 @@ Issue 15 modes (bench/README.md has the numbers and commands):
         in-process scan-like run (streaming, or keeping every evaluation with --keep): us/rule per size.
     python bench/engine.py --codecs --nsgs 10000 --rules 10
         json vs orjson: decoding the list file and encoding the findings, collector on and off.
+    python bench/engine.py --stages --nsgs 10000 --rules 10 --previous 69279d5 [--repeats 3]
+        where the CPU of the scan loop goes (decode, checks, parse, evaluate, exemptions, encode), side by side.
     python bench/engine.py --readers --nsgs 10000 --rules 10 [--repeats 5]
         scan's list reader (NSG by NSG): the standard library's decoder against msgspec.
 """
@@ -95,6 +97,61 @@ CHILD = ("import json, resource, sys, time\n"
          " 'rss_mb': u.ru_maxrss / 1024}) + '\\n')\n")
 
 
+# Where a scan's CPU goes, stage by stage, for one tree (run with cwd=tree): the loop of shared/scan.py spelt
+# out with a CPU clock read between the stages (the reads cost about 0.1 us/rule per stage).
+STAGES_CHILD = """
+import gc, json, sys, time
+sys.path.insert(0, '.')
+from datetime import UTC, datetime
+from shared import exempt_cli, fastjson
+from shared.attachment import attachment_of
+from shared.cli import build_parser, policy_from_args
+from shared.exemptions import apply_exemptions
+from shared.files import DocumentChecker
+from shared.jsonstream import iter_list_items
+from shared.model import parse_nsg
+from shared.output import finding_json
+from shared.policy import Engine
+path, repeats = sys.argv[1], int(sys.argv[2])
+args = build_parser().parse_args(['scan', path, '--format', 'json'])
+clock = time.process_time
+gc.freeze()
+gc.disable()
+best = None
+for _ in range(repeats):
+    engine, context, checker = Engine(policy_from_args(args)), exempt_cli.context_from_args(args), DocumentChecker()
+    now = datetime.now(UTC)
+    spent = [0.0] * 6
+    items = iter_list_items(path)
+    index = 0
+    while True:
+        t0 = clock()
+        item = next(items, None)
+        if item is None:
+            break
+        t1 = clock()
+        checker.check_item(path, index, item)
+        index += 1
+        t2 = clock()
+        nsg = parse_nsg(item)
+        t3 = clock()
+        evaluation = engine.evaluate(nsg)
+        t4 = clock()
+        evaluation = apply_exemptions(evaluation, args.exempt_tag, now, context)
+        attachment = attachment_of(nsg)
+        t5 = clock()
+        if evaluation.findings:
+            fastjson.dumps([finding_json(f, attachment) for f in evaluation.findings])
+        t6 = clock()
+        for k, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6))):
+            spent[k] += b - a
+    if best is None or sum(spent) < sum(best):
+        best = spent
+print(json.dumps(best))
+"""
+STAGES = ("decode", "check", "parse", "evaluate", "exemptions", "encode")
+
+
 def write_estate(path: Path, nsgs: int, rules: int, seed: int) -> None:
     """One JSON list of NSGs (the shape of ``az network nsg list``), written without holding it all twice."""
     with path.open("w", encoding="utf-8") as f:
@@ -110,6 +167,34 @@ def run_scan(tree: Path, estate: Path, out: Path) -> dict:
                               stdout=stdout, stderr=subprocess.PIPE, text=True, check=False)
     line = next(x for x in proc.stderr.splitlines() if x.startswith("RUSAGE "))
     return json.loads(line[len("RUSAGE "):])
+
+
+def stages(args: argparse.Namespace) -> None:
+    """CPU per stage of the scan loop (decode, checks, parse, evaluate, exemptions, encode), this tree and
+    --previous (a ref that has the streaming reader, e.g. the start of this round), interleaved."""
+    with tempfile.TemporaryDirectory(prefix="nsg-guard-bench-") as tmp:
+        tmpdir = Path(tmp)
+        estate = tmpdir / "estate.json"
+        write_estate(estate, args.nsgs, args.rules, args.seed)
+        previous = tmpdir / "previous"
+        previous.mkdir()
+        archive = subprocess.run(["git", "archive", args.previous], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
+        rules = args.nsgs * args.rules
+        print(f"stages nsgs={args.nsgs} rules={rules} repeats={args.repeats} (in-process, collector paused, "
+              "best total of each; us_per_rule of CPU)")
+        best: dict[str, list[float]] = {}
+        for _ in range(args.repeats):
+            for label, tree in (("previous", previous), ("current", REPO)):
+                proc = subprocess.run([sys.executable, "-c", STAGES_CHILD, str(estate), "1"], cwd=tree,
+                                      capture_output=True, text=True, check=True)
+                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                if label not in best or sum(got) < sum(best[label]):
+                    best[label] = got
+        for label in ("previous", "current"):
+            ref = args.previous if label == "previous" else "working tree"
+            cells = " ".join(f"{name}={1e6 * sec / rules:.2f}" for name, sec in zip(STAGES, best[label], strict=True))
+            print(f"stages version={label} ({ref}) {cells} total={1e6 * sum(best[label]) / rules:.2f}")
 
 
 def end_to_end(args: argparse.Namespace) -> None:
@@ -257,6 +342,9 @@ def main() -> None:
                              "streams like scan --format json piped")
     parser.add_argument("--codecs", action="store_true", help="json vs orjson, decode and encode")
     parser.add_argument("--readers", action="store_true", help="scan's list reader: json vs msgspec")
+    parser.add_argument("--stages", action="store_true",
+                        help="CPU per stage of the scan loop, this tree vs --previous (a ref with the streaming "
+                             "reader, e.g. 69279d5)")
     args = parser.parse_args()
     if args.end_to_end:
         return end_to_end(args)
@@ -266,6 +354,8 @@ def main() -> None:
         return codecs(args)
     if args.readers:
         return readers(args)
+    if args.stages:
+        return stages(args)
 
     engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
     engine_seconds = baseline_seconds = 0.0
