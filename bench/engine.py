@@ -322,6 +322,25 @@ def readers(args: argparse.Namespace) -> None:
             print(f"readers reader={name} cpu_s={seconds:.3f} us_per_rule={1e6 * seconds / rules:.2f}")
         names = list(best)
         print(f"readers msgspec_over_json={best[names[1]] / best[names[0]]:.2f}")
+    # The decoders alone, one NSG document at a time (the same documents, already in memory).
+    import msgspec
+    import orjson
+
+    texts = list(documents(args.nsgs, args.rules, args.seed))
+    data = [t.encode() for t in texts]
+    decoders = [("json.loads", json.loads, texts), ("msgspec.json.decode", msgspec.json.Decoder().decode, data),
+                ("orjson.loads", orjson.loads, data), ("msgspec Raw skip", msgspec.json.Decoder(msgspec.Raw).decode,
+                                                       data)]
+    for name, decode, inputs in decoders:
+        best_s = float("inf")
+        for _ in range(args.repeats):
+            gc.disable()
+            t0 = time.process_time()
+            for doc in inputs:
+                decode(doc)
+            best_s = min(best_s, time.process_time() - t0)
+            gc.enable()
+        print(f"readers per_document decoder={name} us_per_rule={1e6 * best_s / rules:.2f}")
 
 
 def main() -> None:
