@@ -15,6 +15,10 @@ Issue 15 modes (bench/README.md has the numbers and commands):
         in-process scan-like run (streaming, or keeping every evaluation with --keep): us/rule per size.
     python bench/engine.py --codecs --nsgs 10000 --rules 10
         json vs orjson: decoding the list file and encoding the findings, collector on and off.
+    python bench/engine.py --stages --nsgs 10000 --rules 10 --previous 69279d5 [--repeats 3]
+        where the CPU of the scan loop goes (decode, checks, parse, evaluate, exemptions, encode), side by side.
+    python bench/engine.py --readers --nsgs 10000 --rules 10 [--repeats 5]
+        scan's list reader (NSG by NSG): the standard library's decoder against msgspec.
 """
 
 from __future__ import annotations
@@ -93,6 +97,72 @@ CHILD = ("import json, resource, sys, time\n"
          " 'rss_mb': u.ru_maxrss / 1024}) + '\\n')\n")
 
 
+# Where a scan's CPU goes, stage by stage, for one tree (run with cwd=tree): the loop of shared/app/scan.py spelt
+# out with a CPU clock read between the stages (the reads cost about 0.1 us/rule per stage).
+STAGES_CHILD = """
+import gc, json, sys, time
+sys.path.insert(0, '.')
+from datetime import UTC, datetime
+from shared.cli import build_parser, policy_from_args
+try:  # the layered tree (shared/core, shared/app, shared/cli)
+    from shared.app import fastjson
+    from shared.app.files import DocumentChecker
+    from shared.app.jsonstream import iter_list_items
+    from shared.app.output import finding_json
+    from shared.cli import exempt as exempt_cli
+    from shared.core.attachment import attachment_of
+    from shared.core.exemptions import apply_exemptions
+    from shared.core.model import parse_nsg
+    from shared.core.policy import Engine
+except ImportError:  # a reference tree from before the layout (e.g. 69279d5)
+    from shared import exempt_cli, fastjson
+    from shared.attachment import attachment_of
+    from shared.exemptions import apply_exemptions
+    from shared.files import DocumentChecker
+    from shared.jsonstream import iter_list_items
+    from shared.model import parse_nsg
+    from shared.output import finding_json
+    from shared.policy import Engine
+path, repeats = sys.argv[1], int(sys.argv[2])
+args = build_parser().parse_args(['scan', path, '--format', 'json'])
+clock = time.process_time
+gc.freeze()
+gc.disable()
+best = None
+for _ in range(repeats):
+    engine, context, checker = Engine(policy_from_args(args)), exempt_cli.context_from_args(args), DocumentChecker()
+    now = datetime.now(UTC)
+    spent = [0.0] * 6
+    items = iter_list_items(path)
+    index = 0
+    while True:
+        t0 = clock()
+        item = next(items, None)
+        if item is None:
+            break
+        t1 = clock()
+        checker.check_item(path, index, item)
+        index += 1
+        t2 = clock()
+        nsg = parse_nsg(item)
+        t3 = clock()
+        evaluation = engine.evaluate(nsg)
+        t4 = clock()
+        evaluation = apply_exemptions(evaluation, args.exempt_tag, now, context)
+        attachment = attachment_of(nsg)
+        t5 = clock()
+        if evaluation.findings:
+            fastjson.dumps([finding_json(f, attachment) for f in evaluation.findings])
+        t6 = clock()
+        for k, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6))):
+            spent[k] += b - a
+    if best is None or sum(spent) < sum(best):
+        best = spent
+print(json.dumps(best))
+"""
+STAGES = ("decode", "check", "parse", "evaluate", "exemptions", "encode")
+
+
 def write_estate(path: Path, nsgs: int, rules: int, seed: int) -> None:
     """One JSON list of NSGs (the shape of ``az network nsg list``), written without holding it all twice."""
     with path.open("w", encoding="utf-8") as f:
@@ -108,6 +178,34 @@ def run_scan(tree: Path, estate: Path, out: Path) -> dict:
                               stdout=stdout, stderr=subprocess.PIPE, text=True, check=False)
     line = next(x for x in proc.stderr.splitlines() if x.startswith("RUSAGE "))
     return json.loads(line[len("RUSAGE "):])
+
+
+def stages(args: argparse.Namespace) -> None:
+    """CPU per stage of the scan loop (decode, checks, parse, evaluate, exemptions, encode), this tree and
+    --previous (a ref that has the streaming reader, e.g. the start of this round), interleaved."""
+    with tempfile.TemporaryDirectory(prefix="nsg-guard-bench-") as tmp:
+        tmpdir = Path(tmp)
+        estate = tmpdir / "estate.json"
+        write_estate(estate, args.nsgs, args.rules, args.seed)
+        previous = tmpdir / "previous"
+        previous.mkdir()
+        archive = subprocess.run(["git", "archive", args.previous], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
+        rules = args.nsgs * args.rules
+        print(f"stages nsgs={args.nsgs} rules={rules} repeats={args.repeats} (in-process, collector paused, "
+              "best total of each; us_per_rule of CPU)")
+        best: dict[str, list[float]] = {}
+        for _ in range(args.repeats):
+            for label, tree in (("previous", previous), ("current", REPO)):
+                proc = subprocess.run([sys.executable, "-c", STAGES_CHILD, str(estate), "1"], cwd=tree,
+                                      capture_output=True, text=True, check=True)
+                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                if label not in best or sum(got) < sum(best[label]):
+                    best[label] = got
+        for label in ("previous", "current"):
+            ref = args.previous if label == "previous" else "working tree"
+            cells = " ".join(f"{name}={1e6 * sec / rules:.2f}" for name, sec in zip(STAGES, best[label], strict=True))
+            print(f"stages version={label} ({ref}) {cells} total={1e6 * sum(best[label]) / rules:.2f}")
 
 
 def end_to_end(args: argparse.Namespace) -> None:
@@ -207,6 +305,55 @@ def codecs(args: argparse.Namespace) -> None:
             print(f"codecs gc={collector} {name} seconds={best:.3f}")
 
 
+def readers(args: argparse.Namespace) -> None:
+    """The list reader of ``scan``: the standard library's decoder against msgspec, on one file, interleaved."""
+    import gc
+
+    from shared.app.jsonstream import _iter_list_items_json, _iter_list_items_msgspec
+
+    cases = {"json (JSONDecoder.raw_decode)": _iter_list_items_json,
+             "msgspec (Raw skip + decode)": _iter_list_items_msgspec}
+    with tempfile.TemporaryDirectory(prefix="nsg-guard-bench-") as tmp:
+        estate = Path(tmp) / "estate.json"
+        write_estate(estate, args.nsgs, args.rules, args.seed)
+        rules = args.nsgs * args.rules
+        print(f"readers input_mb={estate.stat().st_size / 2**20:.0f} nsgs={args.nsgs} rules={rules} "
+              f"repeats={args.repeats} (min of each, collector paused as in scan)")
+        best: dict[str, float] = {}
+        for _ in range(args.repeats):
+            for name, read in cases.items():
+                gc.disable()
+                t0 = time.process_time()
+                for _item in read(estate):
+                    pass
+                seconds = time.process_time() - t0
+                gc.enable()
+                best[name] = min(best.get(name, seconds), seconds)
+        for name, seconds in best.items():
+            print(f"readers reader={name} cpu_s={seconds:.3f} us_per_rule={1e6 * seconds / rules:.2f}")
+        names = list(best)
+        print(f"readers msgspec_over_json={best[names[1]] / best[names[0]]:.2f}")
+    # The decoders alone, one NSG document at a time (the same documents, already in memory).
+    import msgspec
+    import orjson
+
+    texts = list(documents(args.nsgs, args.rules, args.seed))
+    data = [t.encode() for t in texts]
+    decoders = [("json.loads", json.loads, texts), ("msgspec.json.decode", msgspec.json.Decoder().decode, data),
+                ("orjson.loads", orjson.loads, data), ("msgspec Raw skip", msgspec.json.Decoder(msgspec.Raw).decode,
+                                                       data)]
+    for name, decode, inputs in decoders:
+        best_s = float("inf")
+        for _ in range(args.repeats):
+            gc.disable()
+            t0 = time.process_time()
+            for doc in inputs:
+                decode(doc)
+            best_s = min(best_s, time.process_time() - t0)
+            gc.enable()
+        print(f"readers per_document decoder={name} us_per_rule={1e6 * best_s / rules:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nsgs", type=int, default=50_000)
@@ -219,11 +366,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="2000,20000,100000")
     parser.add_argument("--gc", choices=("paused", "default"), default="paused")
     parser.add_argument("--warmup", type=int, default=2000, help="NSGs evaluated before timing (linearity)")
-    parser.add_argument("--rounds", type=int, default=2, help="linearity: rounds over the sizes, best kept")
+    parser.add_argument("--rounds", type=int, default=3, help="linearity: rounds over the sizes, best kept")
     parser.add_argument("--keep", action="store_true",
                         help="linearity: keep every evaluation (scan --format table/sarif/--indent); the default "
                              "streams like scan --format json piped")
     parser.add_argument("--codecs", action="store_true", help="json vs orjson, decode and encode")
+    parser.add_argument("--readers", action="store_true", help="scan's list reader: json vs msgspec")
+    parser.add_argument("--stages", action="store_true",
+                        help="CPU per stage of the scan loop, this tree vs --previous (a ref with the streaming "
+                             "reader, e.g. 69279d5)")
     args = parser.parse_args()
     if args.end_to_end:
         return end_to_end(args)
@@ -231,6 +382,10 @@ def main() -> None:
         return linearity(args)
     if args.codecs:
         return codecs(args)
+    if args.readers:
+        return readers(args)
+    if args.stages:
+        return stages(args)
 
     engine = Engine(Policy(watched=watched_ports(ssh_ports=(2222,))))
     engine_seconds = baseline_seconds = 0.0

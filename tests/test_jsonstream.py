@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.app.jsonstream import NotStreamable, StreamError, iter_list_items
+from shared.app.jsonstream import NotStreamable, StreamError, _iter_list_items_json, iter_list_items
 
 values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                                 st.text(max_size=30)),
@@ -17,13 +17,57 @@ values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floa
                       max_leaves=20)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(items=st.lists(values, max_size=8), chunk=st.integers(1, 64), bom=st.sampled_from(["", "\ufeff"]),
-       pretty=st.booleans())
-def test_items_equal_json_load_for_any_chunk_size(tmp_path_factory, items, chunk, bom, pretty):
+       pretty=st.booleans(), reader=st.sampled_from([iter_list_items, _iter_list_items_json]))
+def test_items_equal_json_load_for_any_chunk_size(tmp_path_factory, items, chunk, bom, pretty, reader):
     path = tmp_path_factory.mktemp("s") / "list.json"
     path.write_text(bom + json.dumps(items, indent=2 if pretty else None), encoding="utf-8")
-    assert list(iter_list_items(path, chunk=chunk)) == items
+    assert list(reader(path, chunk=chunk)) == items
+
+
+HOSTILE_ELEMENTS = ['NaN', 'Infinity', '-Infinity', '1e400', '-1e400', '"\\ud800"', '"\\udc00\\ud800"',
+                    '"\\ud83d\\ude00"', '123456789012345678901234567890', '-0', '-0.0', '1E5',
+                    '"caf\u00e9 \u20ac"', '{"a": 1, "a": 2}',
+                    '[' * 3000 + ']' * 3000, '{"k": [NaN, {"x": Infinity}]}', '"tab\\tquote\\"end"', '{}', '[]']
+
+
+@pytest.mark.parametrize("element", HOSTILE_ELEMENTS)
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_elements_outside_plain_json_read_as_json_load_reads_them(tmp_path, element, chunk):
+    """NaN, Infinity, numbers beyond a double, lone surrogates, deep nesting: what msgspec does not take is read
+    by the json decoder, so every reader gives json.load's items (or hands the file back), wherever they sit."""
+    path = tmp_path / "list.json"
+    text = f'[{{"name": "before"}}, {element}, "after", {element}]'
+    path.write_text(text, encoding="utf-8")
+    try:
+        expected = json.loads(text)
+    except RecursionError:
+        with pytest.raises((StreamError, RecursionError)):
+            list(iter_list_items(path, chunk=chunk))
+        return
+    got = list(iter_list_items(path, chunk=chunk))
+    assert json.dumps(got) == json.dumps(expected)  # NaN != NaN: compare the renderings
+
+
+def test_the_msgspec_reader_is_the_one_in_use(tmp_path, monkeypatch):
+    """msgspec is pinned (requirements.txt): list inputs are read through it, and a plain list (any chunk
+    size) never falls back to the json reader, e.g. because msgspec words its errors differently."""
+    from shared import jsonstream
+    from tests.nsgfactory import nsg, rule
+
+    assert jsonstream.msgspec is not None
+    items = [nsg([rule("AllowSSH", 300, "22", "*")], name=f"n{i}") for i in range(20)]
+    path = tmp_path / "list.json"
+    path.write_text(json.dumps(items, indent=2))
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("fell back to the json reader")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(jsonstream, "_iter_list_items_json", no_fallback)
+    for chunk in (1, 100, 1 << 20):
+        assert list(iter_list_items(path, chunk=chunk)) == items
 
 
 @pytest.mark.parametrize("text", ['{"value": []}', '"x"', "", "  ", "{}"])

@@ -48,6 +48,16 @@ def test_laws_for_every_token_kind(ta, tb):
         assert overlaps(a, b)  # sound: a shared source is always seen
 
 
+@settings(max_examples=200, deadline=None)
+@given(token_lists)
+def test_public_part_of_a_rule_lies_within_every_public_source(tokens):
+    """The evaluator exposes a first relevant rule's public part as it is (issue 15 fast path), which is exact
+    only because that part never holds more than every public address and every broad tag."""
+    a = sources(tokens)
+    assert a & EVALUATOR._everything == a
+    assert a <= EVALUATOR._everything
+
+
 def test_overlaps_azurecloud_and_internet_is_symmetric():
     cloud, internet = sources(["AzureCloud"]), sources(["Internet"])
     assert overlaps(cloud, internet) and overlaps(internet, cloud)

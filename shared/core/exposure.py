@@ -273,6 +273,7 @@ class Evaluator:
         hits_cache = self._port_hits.get(ports)
         if hits_cache is None or len(hits_cache) > 4096:
             hits_cache = self._port_hits[ports] = {}
+        source_cache, dest_cache = self._cache, self._dest_cache  # hits looked up here; misses fill them
         for rule in nsg.inbound_rules:
             if rule.protocol not in TCP_CAPABLE:
                 continue
@@ -282,22 +283,31 @@ class Evaluator:
                 hits = hits_cache[dst] = tuple(p for p in ports if p in dst)
             if not hits:
                 continue
-            src = self.public_sources(rule)
+            src = source_cache.get((rule.source_address_prefix, rule.source_address_prefixes))
+            if src is None:
+                src = self.public_sources(rule)
             if not src:
                 continue  # no public source: it can neither expose nor shadow a public source
-            item = (rule, src, self.destination(rule))
+            dest = dest_cache.get((rule.destination_address_prefix, rule.destination_address_prefixes,
+                                   rule.destination_asgs))
+            item = (rule, src, dest if dest is not None else self.destination(rule))
             for p in hits:
                 relevant[p].append(item)
         # Watched ports often see the very same rules (``*``, ``1-1024``...): evaluate each distinct
         # rule list once and relabel the port.
         memo: dict[tuple[int, ...], list[RuleExposure]] = {}
         for port in ports:
-            key = tuple(map(id, relevant[port]))
+            items = relevant[port]
+            if not items:
+                continue  # out[port] is already []
+            key = tuple(map(id, items))
             done = memo.get(key)
             if done is None:
-                out[port] = memo[key] = self._first_match(relevant[port], port)
-            else:
-                out[port] = [replace(rx, port=port) for rx in done]
+                out[port] = memo[key] = self._first_match(items, port)
+            else:  # same exposure, other port: one constructor call instead of dataclasses.replace
+                out[port] = [_make_rule_exposure(rx.rule, port, rx.exposed, rx.potential, rx.exposure,
+                                                 rx.potential_exposure, rx.shadowed_by, rx.combined_with)
+                             for rx in done]
         return out
 
     def destination(self, rule: Rule) -> Destination:
@@ -321,20 +331,32 @@ class Evaluator:
     def _first_match(self, items: list[_Item], port: int) -> list[RuleExposure]:
         # Undecided public sources per source-port piece (the pieces partition 0-65535); only rules that
         # apply to every destination behind the NSG (``*``, ``Any``, ``VirtualNetwork``) remove sources.
-        pieces: list[tuple[PortSet, PublicSources]] = [(PortSet.ALL, self._everything)]
+        everything = self._everything
+        pieces: list[tuple[PortSet, PublicSources]] = [(PortSet.ALL, everything)]
         earlier: list[_Item] = []
         narrow_earlier: list[tuple[PublicSources, Destination, PortSet]] = []  # rules for some destinations
         results: list[RuleExposure] = []
         # Nothing after the last Allow can change any result: stop there.
-        last = max((i for i, item in enumerate(items) if item[0].access == ALLOW), default=-1)
-        for rule, src, dest in items[: last + 1]:
+        last = len(items) - 1
+        while last >= 0 and items[last][0].access != ALLOW:
+            last -= 1
+        for index in range(last + 1):
+            rule, src, dest = items[index]
             sports = rule.source_ports
             if sports is not _ALL_PORTS and sports != PortSet.ALL:
                 pieces = _split(pieces, sports)
                 mine = [(q, rem) for q, rem in pieces if q <= sports]
             else:
                 mine = pieces
-            if rule.access == ALLOW:
+            if rule.access == ALLOW and mine is pieces and len(pieces) == 1 and pieces[0][1] is everything \
+                    and not narrow_earlier:
+                # Nothing is decided yet (the first relevant rule, all source ports, nothing narrower before): it
+                # exposes all of its public sources, which public_sources keeps within ``everything``.
+                potential = self._potential(src)
+                results.append(_make_rule_exposure(rule, port, src, src, potential, potential,
+                                                   self._shadowers(earlier, src, dest, sports) if potential == NONE
+                                                   else (), ()))
+            elif rule.access == ALLOW:
                 exposed = _NOTHING
                 parts: list[tuple[PortSet, PublicSources]] = []
                 for q, rem in mine:
@@ -351,12 +373,11 @@ class Evaluator:
                 if len(mine) > 1 or mine[0][0] != PortSet.ALL:
                     exposed = _make_public_sources(exposed.addresses, exposed.tags, _canonical(parts))
                 exposure = self.classify(exposed)
-                shadowers: tuple[Rule, ...] = ()
-                if exposure == NONE:
-                    shadowers = tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src)
-                                      and not r.source_ports.isdisjoint(sports))
+                shadowers = self._shadowers(earlier, src, dest, sports) if exposure == NONE else ()
                 results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self._potential(src),
                                                    shadowers, ()))
+            if index == last:
+                break  # the last Allow: what it takes out of the undecided sources can change no result
             if dest.universal:
                 gone = self._covered(src)
                 pieces = [(q, rem - gone) if q <= sports else (q, rem) for q, rem in pieces] \
@@ -366,6 +387,12 @@ class Evaluator:
             earlier.append((rule, src, dest))
         return self._combine(results)
 
+    @staticmethod
+    def _shadowers(earlier: list[_Item], src: PublicSources, dest: Destination, sports: PortSet) -> tuple[Rule, ...]:
+        """The earlier rules that take a latent rule's sources: same destinations, overlapping sources and ports."""
+        return tuple(r for r, s, d in earlier if d.covers(dest) and overlaps(s, src)
+                     and not r.source_ports.isdisjoint(sports))
+
     def _combine(self, results: list[RuleExposure]) -> list[RuleExposure]:
         """Split ranges (``0.0.0.0/2`` x 4) expose the internet together though no rule does alone.
 
@@ -373,6 +400,8 @@ class Evaluator:
         broad contributor is reported as ``internet`` and names its partners: removing any one of
         them alone would still leave most of the internet in.
         """
+        if len(results) < 2:
+            return results
         active = [rx for rx in results if rx.active]
         if len(active) < 2 or any(rx.exposure == INTERNET for rx in active):
             return results

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.exposure import RuleExposure, destination_of
+from shared.core.frozen import fast_constructor
 from shared.core.model import Nsg, Rule
 
 STATUS_OPEN, STATUS_LATENT, STATUS_EXEMPT, STATUS_RESOLVED = "Open", "Latent", "Exempt", "Resolved"
@@ -61,6 +62,8 @@ class Finding:
         }
 
 
+_make_finding = fast_constructor(Finding)  # one per finding of a sweep: positional, every field given
+
 _EXPOSURE_WORDS = {
     "internet": "the internet",
     "broad": "a broad public range",
@@ -100,5 +103,5 @@ def make_finding(nsg: Nsg, port: int, port_kind: str, rx: RuleExposure, severity
                   f"{where}, but it is shadowed by {names}; removing those would expose the port")
         exposure = rx.potential_exposure
         status = STATUS_LATENT
-    return Finding(finding_id(nsg.id, rule.name, port), nsg, rule, port, port_kind, exposure,
-                   rx.active, severity, reason, status)
+    return _make_finding(finding_id(nsg.id, rule.name, port), nsg, rule, port, port_kind, exposure,
+                         rx.active, severity, reason, status, {})

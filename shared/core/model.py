@@ -158,6 +158,9 @@ class Nsg:
         return self._sorted_inbound
 
 
+_make_nsg = fast_constructor(Nsg)
+
+
 # --- resource ids ----------------------------------------------------------------------------------
 
 def split_resource_id(resource_id: str) -> dict[str, str]:
@@ -257,12 +260,33 @@ def parse_rule(obj: Any, *, nsg_id: str, default: bool = False, flattened: bool 
                 raise InputError("missing required field 'properties' (or pass the az CLI flattened shape)")
             if not RULE_ENVELOPE_KEYS.issuperset(obj) or not RULE_PROPERTY_KEYS.issuperset(props):
                 _unknown_fields((set(obj) - RULE_ENVELOPE_KEYS) | (set(props) - RULE_PROPERTY_KEYS), strict)
-        return _build_rule(name, obj, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+        return _build_rule(name, obj, props, nsg_id, default, extra_tags)
     except InputError as exc:
         raise exc.located(rule=name) from None
 
 
 _AZ_RULE_KEYS = RULE_PROPERTY_KEYS | AZ_RULE_EXTRA_KEYS
+
+
+def _parse_rules(raw: list[Any], nsg_id: str, default: bool, flattened: bool, extra_tags: frozenset[str],
+                 strict: bool) -> tuple[Rule, ...]:
+    """:func:`parse_rule` over a list: a rule in ARM shape with only known fields (nearly all) goes straight
+    to the rule builder, as parse_rule would send it; anything else through parse_rule itself."""
+    out = []
+    envelope_keys, property_keys = RULE_ENVELOPE_KEYS, RULE_PROPERTY_KEYS
+    for obj in raw:
+        if not flattened and type(obj) is dict:
+            name, props = obj.get("name"), obj.get("properties")
+            if type(name) is str and name and type(props) is dict and envelope_keys.issuperset(obj) \
+                    and property_keys.issuperset(props):
+                try:
+                    out.append(_build_rule(name, obj, props, nsg_id, default, extra_tags))
+                except InputError as exc:
+                    raise exc.located(rule=name) from None
+                continue
+        out.append(parse_rule(obj, nsg_id=nsg_id, default=default, flattened=flattened, extra_tags=extra_tags,
+                              strict=strict))
+    return tuple(out)
 
 
 _LOGGED_FIELDS: set[str] = set()
@@ -279,10 +303,78 @@ def _unknown_fields(unknown: set[str], strict: bool) -> None:
                     "(logged once per process)", fresh)
 
 
-def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], *, nsg_id: str,
+# The fields the fast path reads, in one C-level pass (``map(props.get, ...)``).
+_FAST_FIELDS = ("priority", "direction", "access", "protocol", "destinationPortRange", "destinationPortRanges",
+                "sourcePortRange", "sourcePortRanges", "sourceAddressPrefix", "sourceAddressPrefixes",
+                "sourceApplicationSecurityGroups", "destinationAddressPrefix", "destinationAddressPrefixes",
+                "destinationApplicationSecurityGroups", "description")
+# (direction, access, protocol, destinationPortRange(s), sourcePortRange) as written -> (direction, access,
+# protocol, destination ports, source ports) as parsed. Estates repeat a few hundred of these; an entry is
+# only ever made from a rule the checked path accepted, so a hit means exactly what that path would return.
+_HEADS: dict[tuple[Any, ...], tuple[str, str, str, PortSet, PortSet]] = {}
+_HEADS_MAX = 4096
+
+
+def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], nsg_id: str,
                 default: bool, extra_tags: frozenset[str]) -> Rule:
-    # Hot path of every sweep (one call per rule): each field is read once with a type check inline; the
-    # helpers (_require, _optional_str, _str_list, _id_list) run only to explain what is wrong.
+    """One rule of the common shape in one pass: every field read once, the repeated part (direction,
+    access, protocol, single port ranges) looked up, the rest validated inline. Anything else (plural port
+    ranges, ASGs, destination lists, a value of the wrong type, a first-seen head) goes to
+    :func:`_build_rule_checked`, which also words every error."""
+    (priority, direction, access, protocol, dst_single, dst_plural, sp_single, sp_plural, src_single, src_plural,
+     src_asgs, dst_prefix, dst_prefixes, dst_asgs, description) = map(props.get, _FAST_FIELDS)
+    rule_id = envelope.get("id")
+    if (type(priority) is not int or src_asgs is not None or dst_asgs is not None
+            or (sp_plural is not None and sp_plural != [])
+            or (dst_prefixes is not None and dst_prefixes != []) or (rule_id is not None and type(rule_id) is not str)
+            or (description is not None and (type(description) is not str or not description))
+            or (dst_prefix is not None and (type(dst_prefix) is not str or not dst_prefix))
+            or (src_single is not None and (type(src_single) is not str or not src_single))):
+        return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+    if not ((65000 <= priority <= 65500) if default else (100 <= priority <= 4096)):
+        return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+    if dst_plural is None or dst_plural == []:
+        dst_plural = ()
+    elif type(dst_plural) is list:
+        dst_plural = tuple(dst_plural)  # only ever found in the cache if every entry is a string
+    else:
+        return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+    key = (direction, access, protocol, dst_single, dst_plural, sp_single)
+    try:
+        head = _HEADS.get(key)
+    except TypeError:  # a list or an object where a string belongs: the checked path says which
+        head = None
+    if head is None:
+        rule = _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+        if len(_HEADS) >= _HEADS_MAX:
+            _HEADS.clear()
+        _HEADS[key] = (rule.direction, rule.access, rule.protocol, rule.destination_ports, rule.source_ports)
+        return rule
+    if src_plural is None or src_plural == []:
+        if src_single is None:  # no source at all: the checked path words it
+            return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default,
+                                       extra_tags=extra_tags)
+        src_plural = ()
+        sources: tuple[SourceToken, ...] = (parse_source_token(src_single, extra_tags),)
+    else:
+        src_plural = _str_list(props, "sourceAddressPrefixes")
+        tokens = dict.fromkeys(((src_single,) if src_single is not None else ()) + src_plural)
+        sources = tuple([parse_source_token(t, extra_tags) for t in tokens])
+    if dst_prefix is not None and dst_prefix != "*":
+        parse_source_token(dst_prefix, extra_tags)  # validated, as the checked path does
+    if rule_id is None:
+        rule_id = f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}"
+    return _make_rule(  # positional, in Rule's field order
+        name, rule_id, priority, head[0], head[1], head[2], sources, head[3],
+        src_single, src_plural, (), sp_single or None, (), dst_single or None, dst_plural,
+        dst_prefix, (), (), description, default, head[4],
+    )
+
+
+def _build_rule_checked(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], *, nsg_id: str,
+                        default: bool, extra_tags: frozenset[str]) -> Rule:
+    # Every rule the fast path does not take: each field is read once with a type check inline; the helpers
+    # (_require, _optional_str, _str_list, _id_list) run only to explain what is wrong.
     get = props.get
     rule_id = envelope.get("id")
     if rule_id is None:
@@ -427,21 +519,21 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset(), *, strict: boo
         raw_defaults = props.get("defaultSecurityRules") or []
         if not isinstance(raw_defaults, list):
             raise InputError("field 'defaultSecurityRules' must be a list")
-        ids = split_resource_id(nsg_id)
-        rules = tuple(parse_rule(r, nsg_id=nsg_id, flattened=flattened, extra_tags=extra_tags, strict=strict)
-                      for r in raw_rules)
-        defaults = tuple(parse_rule(r, nsg_id=nsg_id, default=True, flattened=flattened, extra_tags=extra_tags,
-                                    strict=strict) for r in raw_defaults)
+        rules = _parse_rules(raw_rules, nsg_id, False, flattened, extra_tags, strict)
+        defaults = _parse_rules(raw_defaults, nsg_id, True, flattened, extra_tags, strict)
         _check_unique_priorities(rules)
-        sub = obj.get("subscriptionId") or ids.get("subscriptions", "")
-        rg = obj.get("resourceGroup") or ids.get("resourcegroups", "")
+        sub = obj.get("subscriptionId")
+        rg = obj.get("resourceGroup")
+        if not sub or not rg:
+            ids = split_resource_id(nsg_id)
+            sub = sub or ids.get("subscriptions", "")
+            rg = rg or ids.get("resourcegroups", "")
         etag = obj.get("etag")
-        return Nsg(
-            id=nsg_id, name=name, rules=rules, default_rules=defaults,
-            location=obj.get("location") if isinstance(obj.get("location"), str) else None,
-            subscription_id=str(sub), resource_group=str(rg),
-            etag=etag if isinstance(etag, str) else None, tags=_parse_tags(obj.get("tags")),
-            subnet_ids=_id_list(props, "subnets"), nic_ids=_id_list(props, "networkInterfaces"),
+        location = obj.get("location")
+        return _make_nsg(  # positional, in Nsg's field order
+            nsg_id, name, rules, defaults, location if isinstance(location, str) else None, str(sub), str(rg),
+            etag if isinstance(etag, str) else None, _parse_tags(obj.get("tags")), _id_list(props, "subnets"),
+            _id_list(props, "networkInterfaces"), (),
         )
     except InputError as exc:
         raise exc.located(nsg=label) from None

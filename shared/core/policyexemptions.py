@@ -343,6 +343,8 @@ class ExemptionIndex:
     def for_nsg(self, nsg_id: str) -> tuple[Sequence[PolicyExemption], Sequence[ExemptionProblem]]:
         """The exemptions at the NSG or a scope above it: a lookup per ancestor scope (the sweep asks for every
         NSG of the estate), plus management-group scopes."""
+        if not self.exemptions and not self.problems:
+            return (), ()  # the common case of a scan without --exemptions: nothing to look up
         if self._by_scope is None or self._counts != (len(self.exemptions), len(self.problems)):
             self._build()
         assert self._by_scope is not None
