@@ -9,7 +9,8 @@ import copy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.core.aml import _intersect, hop_view, judge, parse_compute
+from shared.core.aml import hop_view, judge, parse_compute
+from shared.core.effective import intersect_hops
 from shared.core.model import parse_nsg
 from tests.nsgfactory import reference
 from tests.test_exposure_properties import EVALUATOR, random_nsgs, ref_first_match, ref_is_public, sample_addresses
@@ -29,7 +30,7 @@ def test_path_admits_exactly_what_both_hops_let_through(subnet_doc, aml_doc):
     aml_rules = aml_doc["properties"]["securityRules"]
     a = hop_view(EVALUATOR, parse_nsg(subnet_doc), "subnet", (PORT,)).allowed[PORT]
     b = hop_view(EVALUATOR, parse_nsg(aml_doc), "aml-managed", (PORT,)).allowed[PORT]
-    through = _intersect(a, b, EVALUATOR.public)
+    through = intersect_hops(a, b, EVALUATOR.public)
     for addr in (x for x in sample_addresses(subnet_rules + aml_rules) if ref_is_public(x)):
         assert (addr in a.addresses) == allows(subnet_rules, addr), str(addr)
         assert (addr in through.addresses) == (allows(subnet_rules, addr) and allows(aml_rules, addr)), str(addr)

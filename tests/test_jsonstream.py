@@ -53,7 +53,7 @@ def test_elements_outside_plain_json_read_as_json_load_reads_them(tmp_path, elem
 def test_the_msgspec_reader_is_the_one_in_use(tmp_path, monkeypatch):
     """msgspec is pinned (requirements.txt): list inputs are read through it, and a plain list (any chunk
     size) never falls back to the json reader, e.g. because msgspec words its errors differently."""
-    from shared import jsonstream
+    from shared.app import jsonstream
     from tests.nsgfactory import nsg, rule
 
     assert jsonstream.msgspec is not None

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import model
+from shared.core import model
 from shared.core.errors import InputError
 from shared.core.model import _build_rule_checked, parse_nsg, parse_rule
 
