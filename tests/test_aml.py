@@ -294,3 +294,35 @@ def test_compute_event_without_the_lens_is_acknowledged_as_ignored():
     change = parse_compute_event(compute_event("Microsoft.MachineLearningServices/workspaces/computes/write"))
     outcome = handle_compute_event(change, SimpleNamespace(computes=None, owner_tag="owner"))
     assert outcome.status == "ignored" and "not configured" in outcome.reason
+
+
+# --- approvals: an exemption on the exposing rule --------------------------------------------------------------
+
+SSH_22 = {"sshSettings": {"sshPublicAccess": "Enabled", "sshPort": 22}}
+CHG = {"id": "/subscriptions/s/providers/Microsoft.Authorization/policyExemptions/x", "ticket": "CHG-7"}
+
+
+@pytest.mark.parametrize("case, rules, approved, status, finding_status", [
+    ("the exposing rule is approved", OPEN_22, {("allowssh", 22)}, COMPLIANT, "Exempt"),
+    ("nothing approved", OPEN_22, set(), NONCOMPLIANT, "Open"),
+    ("another port of the rule is approved", OPEN_22, {("allowssh", 3389)}, NONCOMPLIANT, "Open"),
+    ("another rule is approved", OPEN_22, {("other", 22)}, NONCOMPLIANT, "Open"),
+    ("one of two exposing rules is approved", [rule("AllowSSH", 200, "22", "0.0.0.0/1"),
+                                                rule("AllowSSH2", 210, "22", "128.0.0.0/1")],
+     {("allowssh", 22)}, NONCOMPLIANT, "Open"),
+    ("both exposing rules are approved", [rule("AllowSSH", 200, "22", "0.0.0.0/1"),
+                                          rule("AllowSSH2", 210, "22", "128.0.0.0/1")],
+     {("allowssh", 22), ("allowssh2", 22)}, COMPLIANT, "Exempt"),
+])
+def test_an_approved_rule_leaves_the_compute_compliant_with_an_exempt_finding(case, rules, approved, status,
+                                                                              finding_status):
+    """Like an NSG whose only finding is Exempt: compliant, the exposure kept visible as an Exempt finding;
+    a single unapproved exposing rule keeps the compute critical."""
+    c = parse_compute(instance(**SSH_22))
+    nsg = net_nsg("nsg0", copy.deepcopy(rules))
+    v = judge(c, ENGINE.evaluator, [nsg], approvals={nsg.id.lower(): {key: CHG for key in approved}})
+    (f,) = [f for f in v.findings if f.kind != "owner"]
+    assert (v.status, f.status, f.severity, f.exposure) == (status, finding_status, "critical", "internet"), case
+    assert (f.finding_id in v.open_finding_ids) == (finding_status == "Open")
+    if finding_status == "Exempt":
+        assert "CHG-7" in f.reason and v.details["exemptions"] == [CHG] * len(approved) and v.severity is None

@@ -40,7 +40,8 @@ def handle_compute_event(change: ComputeChange, deps: Any) -> Any:
             compute, nodes_error = load_compute(source, raw, deps.owner_tag)
             if nodes_error is not None:
                 log.warning("compute %s: listNodes failed, judged on port 22 only: %s", compute.id, nodes_error)
-            verdict = judge(compute, deps.engine.evaluator, source.nsgs_near(compute))
+            nsgs = source.nsgs_near(compute)
+            verdict = judge(compute, deps.engine.evaluator, nsgs, approvals=_approvals(compute, nsgs, deps, change))
             rows = verdict_rows(ctx, verdict)
         except NsgNotFound:
             rows = [gone_row(ctx, change.compute_id, "compute not found when read after the event: deleted since")]
@@ -57,3 +58,20 @@ def handle_compute_event(change: ComputeChange, deps: Any) -> Any:
     deps.sink.send(rows)  # TransientError propagates: Event Grid redelivers, rows repeat their RowIds
     log.info("event %s (%s on %s): %s, %d rows", change.event_id, change.kind, change.compute_id, status, len(rows))
     return EventOutcome(status, change.event_id, "", rows)
+
+
+def _approvals(compute: Any, nsgs: Any, deps: Any, change: ComputeChange) -> dict[str, Any]:
+    """The rules approved by an exemption on the NSGs that guard the compute, read like the NSG event path
+    reads them (the NSG's policy exemptions over ARM; TransientError propagates for a redelivery)."""
+    from shared.core.aml import approvals_of, guards
+    from shared.core.exemptions import apply_exemptions, exemption_context, nsg_exemptions
+
+    out: dict[str, Any] = {}
+    for nsg in nsgs:
+        if guards(nsg, compute) is None:
+            continue
+        with exemption_context(nsg_exemptions(deps, nsg.id, change.actor)):
+            approved = approvals_of(apply_exemptions(deps.engine.evaluate(nsg), deps.exempt_tag, deps.clock()))
+        if approved:
+            out[nsg.id.lower()] = approved
+    return out

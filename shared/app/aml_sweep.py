@@ -15,7 +15,16 @@ from typing import Any, Protocol
 
 from shared.app.aml_rows import RECORD_COMPUTE, decorate, verdict_rows
 from shared.app.rows import RowContext, _base, row_id
-from shared.core.aml import AML_COMPUTE, UNKNOWN, Compute, guards, is_aml_managed_nsg, judge, parse_compute
+from shared.core.aml import (
+    AML_COMPUTE,
+    UNKNOWN,
+    Compute,
+    approvals_of,
+    guards,
+    is_aml_managed_nsg,
+    judge,
+    parse_compute,
+)
 from shared.core.errors import InputError, NsgGuardError, TransientError
 from shared.core.exposure import Evaluator
 from shared.core.inventory import Scope
@@ -64,6 +73,7 @@ class ComputeSweep:
         self.by_subnet: dict[str, list[Compute]] = {}
         self.by_vnet: dict[tuple[str, str], list[Compute]] = {}
         self.hops: dict[str, list[Nsg]] = {}
+        self.approvals: dict[str, dict[tuple[str, int], Any]] = {}  # NSG id -> rules approved by an exemption
         self.claimed: set[str] = set()
         self.error_rows: list[dict[str, Any]] = []
         self.workspaces = 0
@@ -126,13 +136,19 @@ class ComputeSweep:
             out.extend(self.by_vnet.get((nsg.subscription_id.lower(), nsg.resource_group.lower()), ()))
         return [c for c in out if guards(nsg, c)]
 
-    def observe(self, nsg: Nsg) -> None:
+    def observe(self, nsg: Nsg, evaluation: Any = None) -> None:
+        """``evaluation``: the NSG's evaluation with exemptions applied (its approved rules count as such)."""
         if not self.computes:
             return
         # Only compute subnets are remembered: memory stays flat however many NSGs the sweep streams.
         self.claimed.update(k for k in (s.lower() for s in nsg.subnet_ids) if k in self.by_subnet)
-        for c in self.related(nsg):
+        related = self.related(nsg)
+        for c in related:
             self.hops.setdefault(c.id.lower(), []).append(nsg)
+        if related and evaluation is not None:
+            approved = approvals_of(evaluation)
+            if approved:
+                self.approvals[nsg.id.lower()] = approved
 
     def decorate(self, rows: list[dict[str, Any]], nsg: Nsg) -> None:
         if self.computes:
@@ -145,7 +161,7 @@ class ComputeSweep:
             known = inventory_complete or (c.subnet_id or "").lower() in self.claimed
             own = c.vnet_key is not None and sum(o.has_public_ip for o in self.by_vnet.get(c.vnet_key, ())) == 1
             v = judge(c, self.evaluator, self.hops.get(c.id.lower(), ()), subnet_nsg_known=known,
-                      aml_nsg_is_its_own=own)
+                      aml_nsg_is_its_own=own, approvals=self.approvals)
             self.counts[v.status] += 1
             if v.severity == "critical":
                 self.counts["critical"] += 1

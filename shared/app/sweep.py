@@ -291,7 +291,7 @@ class _Sweep:
         evaluation = self._revert_lapsed(evaluation)
         if self.aml is not None:  # a compute is judged on its NSG as it is after our writes
             after = self.reverted.get(nsg.id.lower())
-            self.aml.observe(after.nsg if after is not None else nsg)
+            self.aml.observe(after.nsg if after is not None else nsg, after if after is not None else evaluation)
         partner = is_partner(nsg, self.index)
         waits = any(f.active and f.status == STATUS_OPEN for f in evaluation.findings) and \
             needs_pairing(nsg, self.index)

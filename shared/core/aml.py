@@ -324,8 +324,16 @@ class ComputeVerdict:
         return sorted(f.finding_id for f in self.findings if f.open)
 
 
+def approvals_of(evaluation: Any) -> dict[tuple[str, int], Mapping[str, Any]]:
+    """(rule name lower-cased, port) -> the exemption summary, for the NSG's ``Exempt`` findings (an
+    ``NsgEvaluation`` with exemptions applied): what :func:`judge` takes per NSG as ``approvals``."""
+    return {(f.rule.name.lower(), f.port): dict(f.details.get("exemption") or {}) for f in evaluation.findings
+            if f.status == "Exempt"}
+
+
 def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet_nsg_known: bool = True,
-          aml_nsg_is_its_own: bool = False) -> ComputeVerdict:
+          aml_nsg_is_its_own: bool = False,
+          approvals: Mapping[str, Mapping[tuple[str, int], Mapping[str, Any]]] | None = None) -> ComputeVerdict:
     """Judge one compute against the NSGs that may stand in front of it (others are ignored).
 
     ``nsgs`` may hold any NSGs: only those :func:`guards` ties to the compute count. ``subnet_nsg_known``:
@@ -333,6 +341,9 @@ def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet
     ``aml_nsg_is_its_own``: AML names its NSG by a GUID, not by the compute, so an AML-managed NSG in the
     VNet's resource group narrows the path only when it can belong to no other compute (the caller knows: one
     public compute in that resource group). Otherwise it is listed in the path but never trusted to block.
+    ``approvals``: per NSG id (lower-cased), the rules approved by an exemption (:func:`approvals_of`). A port
+    whose every exposing rule is approved gives an ``Exempt`` finding and leaves the compute compliant, as an
+    exempt finding leaves its NSG compliant; any unapproved exposing rule keeps it ``Open``.
     """
     hops = tuple(hop_view(evaluator, n, role, compute.ssh_ports)
                  for n in nsgs for role in (guards(n, compute),) if role is not None)
@@ -376,27 +387,35 @@ def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet
                               tuple(findings), hops, details)
     everything = PublicSources(evaluator.public)
     worst: tuple[str, int, tuple[str, ...], str | None] = (NONE, compute.ssh_ports[0], (), None)
+    approved: tuple[str, int, tuple[str, ...], str | None, list[Mapping[str, Any]]] | None = None
     for port in compute.ssh_ports:
         through = everything
         names: tuple[str, ...] = ()
         nsg_id = None
+        used = list(subnet_hops)
         if subnet_hops:  # both hops must allow; several NSGs for one role: any of them may be the one in use
             through = _union([h.allowed.get(port, PublicSources()) for h in subnet_hops])
             names = tuple(n for h in subnet_hops for n in h.rules.get(port, ()))
             nsg_id = subnet_hops[0].nsg_id
         if aml_hops:
             through = intersect_hops(through, _union([h.allowed.get(port, PublicSources()) for h in aml_hops]),
-                                 evaluator.public)
+                                     evaluator.public)
             if nsg_id is None:
                 nsg_id = aml_hops[0].nsg_id
                 names = tuple(n for h in aml_hops for n in h.rules.get(port, ()))
+                used = list(aml_hops)
         cls = evaluator.classify(through)
-        if EXPOSURE_ORDER[cls] > EXPOSURE_ORDER[worst[0]]:
+        why = _approved(used, port, approvals) if names and cls != NONE else None
+        if why is not None:
+            if approved is None or EXPOSURE_ORDER[cls] > EXPOSURE_ORDER[approved[0]]:
+                approved = (cls, port, names, nsg_id, why)
+        elif EXPOSURE_ORDER[cls] > EXPOSURE_ORDER[worst[0]]:
             worst = (cls, port, names, nsg_id)
+    if worst[0] == NONE and approved is not None:
+        return _exempt_verdict(compute, approved, tuple(findings), hops, details)
     exposure, port, names, nsg_id = worst
     kind = SSH if port == SSH_PORT else SSH_CUSTOM
-    where = (f"by {', '.join(names[:4])} on {nsg_id.rstrip('/').rsplit('/', 1)[-1]}" if names and nsg_id
-             else "with no customer NSG in the path" if not hops else "through the NSG path")
+    where = _where(names, nsg_id, hops)
     if exposure == INTERNET:
         severity: str | None = "critical"
     elif exposure == NONE:
@@ -422,3 +441,42 @@ def judge(compute: Compute, evaluator: Evaluator, nsgs: Sequence[Nsg], *, subnet
     if exposure != NONE:
         reason = f"SSH on TCP {port} only from {exposure} sources {where}"
     return ComputeVerdict(compute, COMPLIANT, None, exposure, port, reason, tuple(findings), hops, details)
+
+
+def _where(names: tuple[str, ...], nsg_id: str | None, hops: Sequence[HopView]) -> str:
+    return (f"by {', '.join(names[:4])} on {nsg_id.rstrip('/').rsplit('/', 1)[-1]}" if names and nsg_id
+            else "with no customer NSG in the path" if not hops else "through the NSG path")
+
+
+def _approved(hops: Sequence[HopView], port: int, approvals: Mapping[str, Mapping[tuple[str, int], Any]] | None
+              ) -> list[Mapping[str, Any]] | None:
+    """The exemptions of every rule that exposes ``port`` on these hops, or None when any of them has none."""
+    if not approvals:
+        return None
+    out: list[Mapping[str, Any]] = []
+    for h in hops:
+        approved = approvals.get(h.nsg_id.lower(), {})
+        for name in h.rules.get(port, ()):
+            exemption = approved.get((name.lower(), port))
+            if exemption is None:
+                return None
+            out.append(exemption)
+    return out or None
+
+
+def _exempt_verdict(compute: Compute, approved: tuple[str, int, tuple[str, ...], str | None,
+                                                       list[Mapping[str, Any]]],
+                    findings: tuple[ComputeFinding, ...], hops: tuple[HopView, ...], details: dict[str, Any]
+                    ) -> ComputeVerdict:
+    """Every rule exposing the compute's SSH is approved: an Exempt finding, the compute compliant."""
+    exposure, port, names, nsg_id, exemptions = approved
+    kind = SSH if port == SSH_PORT else SSH_CUSTOM
+    severity = "critical" if exposure == INTERNET else SEVERITY[(kind, exposure)]
+    tickets = sorted({str(e.get("ticket")) for e in exemptions if e.get("ticket")})
+    reason = (f"public IP {compute.shown_public_ip or '(node public IPs)'} with SSH public access on TCP {port}, "
+              f"allowed from {exposure} sources {_where(names, nsg_id, hops)}: approved by exemption"
+              + (f" ({', '.join(tickets)})" if tickets else ""))
+    exempt = ComputeFinding(finding_id(compute.id, kind, port), kind, severity, "Exempt", port, exposure, reason,
+                            nsg_id, names)
+    details = {**details, "exemptions": [dict(e) for e in exemptions[:MAX_LISTED]]}
+    return ComputeVerdict(compute, COMPLIANT, None, exposure, port, reason, (*findings, exempt), hops, details)

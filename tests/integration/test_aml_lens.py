@@ -236,3 +236,28 @@ def test_compute_event_outside_the_configured_scope_is_ignored(local_azure: Loca
     guard.deliver_published()
     (row,) = guard.rows(RecordType="compute")
     assert (row["Status"], row["Severity"]) == ("NonCompliant", "critical")
+
+
+def test_an_approved_rule_makes_the_compute_exempt_on_the_event_path_and_the_sweep(local_azure: LocalAzure,
+                                                                                   guard: Guard):
+    """A policy exemption for the rule that exposes the compute: the NSG finding is Exempt and so is the
+    compute's (kept visible, not open); the compute row is Compliant on both paths."""
+    from tests.exemptionfactory import seed_exemption
+
+    seed_ml_estate(local_azure)
+    open_ssh_to_everyone(local_azure)
+    seed_exemption(local_azure, nsg_id(NOTEBOOKS_NSG), ["AllowSSH"], ticket="CHG-9")
+    local_azure.add_principal("ada-token", ADA)
+    assert put_compute(local_azure, ada_instance(), "ada-token").status_code == 201
+    guard.deliver_published()
+    (row,) = guard.rows(RecordType="compute")
+    assert (row["Status"], row["OpenFindingIds"]) == ("Compliant", [])
+    (finding,) = [r for r in guard.rows(RecordType="finding") if r.get("ComputeId") and not r.get("NsgId")]
+    assert (finding["Status"], finding["Severity"]) == ("Exempt", "critical") and "CHG-9" in finding["Reason"]
+
+    function("nightly_sweep")(TimerRequest(past_due=False))
+    ada = [r for r in guard.rows(RecordType="compute") if r["ComputeName"] == "ci-ada-gpu"][-1]
+    assert (ada["Trigger"], ada["Status"], ada["OpenFindingIds"]) == ("sweep", "Compliant", [])
+    nsg_rows = [r for r in guard.rows(RecordType="finding") if r.get("NsgName") == NOTEBOOKS_NSG
+                and r.get("RuleName") == "AllowSSH" and r.get("Trigger") == "sweep"]
+    assert nsg_rows and all(r["Status"] == "Exempt" for r in nsg_rows)
