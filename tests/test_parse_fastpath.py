@@ -119,3 +119,49 @@ def test_fast_rule_parser_normalises_like_the_checked_one(spelling: str) -> None
         assert rule.destination_port_range is None and rule.source_port_range is None
         assert rule.destination_port_ranges == ("22", "3389")
         assert rule.destination_ports.to_tokens() == ["22", "3389"]
+
+
+SEGMENTS = st.sampled_from(["", "subscriptions", "SUBSCRIPTIONS", "resourceGroups", "resourcegroups", "s", "rg",
+                            "providers", "Microsoft.Network", " "])
+
+
+@settings(max_examples=500)
+@given(st.lists(SEGMENTS, max_size=9))
+def test_subscription_and_group_reads_what_split_resource_id_reads(parts: list[str]) -> None:
+    nsg_id = "/".join(parts)
+    ids = model.split_resource_id(nsg_id)
+    assert model.subscription_and_group(nsg_id) == (ids.get("subscriptions", ""), ids.get("resourcegroups", ""))
+
+
+@pytest.mark.parametrize(("nsg_id", "expected"), [
+    (NSG_ID, ("s", "r")),
+    ("/SUBSCRIPTIONS/S1/RESOURCEGROUPS/R1/providers/x/y/z", ("S1", "R1")),
+    ("//subscriptions//s/resourceGroups/r", ("s", "r")),  # empty segments: the split path
+    ("/subscriptions/s/providers/x", ("s", "")),
+    ("n", ("", "")),
+])
+def test_subscription_and_group_of_an_nsg_without_the_columns(nsg_id: str, expected: tuple[str, str]) -> None:
+    nsg = parse_nsg({"name": "n", "id": nsg_id, "properties": {"securityRules": []}})
+    assert (nsg.subscription_id, nsg.resource_group) == expected
+
+
+def test_rule_fields_read_by_key_order_match_any_order_and_unknown_fields_still_fail() -> None:
+    """parse_nsg reads a rule's fields through a picker cached per key order (model._LAYOUTS): every order of
+    the same fields gives the same rules, and a key order with an unknown field is never taken as known."""
+    import itertools
+
+    props = {"priority": 100, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+             "destinationPortRange": "22", "sourcePortRange": "*", "sourceAddressPrefix": "Internet",
+             "destinationAddressPrefix": "*", "description": "d"}
+    expected = parse_rule({"name": "r", "properties": props}, nsg_id=NSG_ID)
+    for order in itertools.islice(itertools.permutations(props), 0, 5000, 97):
+        body = {"name": "r", "properties": {k: props[k] for k in order}}
+        nsg = parse_nsg({"name": "n", "id": NSG_ID, "properties": {"securityRules": [body]}})
+        assert nsg.rules == (expected,)
+        assert all(getattr(nsg.rules[0], f) == getattr(expected, f) for f in model.Rule.__slots__)
+    odd = {"name": "r", "properties": {**props, "sourcePortRanges": [], "futureField": 1}}
+    for _ in range(2):  # cold, then with the key order cached
+        with pytest.raises(InputError, match="futureField"):
+            parse_nsg({"name": "n", "id": NSG_ID, "properties": {"securityRules": [odd]}})
+    lenient = parse_nsg({"name": "n", "id": NSG_ID, "properties": {"securityRules": [odd]}}, strict=False)
+    assert lenient.rules == (expected,)

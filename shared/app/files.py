@@ -142,7 +142,7 @@ def paging_markers(data: Any) -> list[str]:
 
 def incomplete_reason(item: Any) -> str | None:
     """Why an NSG object cannot be judged from what the file holds (its rules are not in it), or None."""
-    if not isinstance(item, Mapping):
+    if type(item) is not dict and not isinstance(item, Mapping):  # exact type first: one per NSG of a scan
         return None  # parse_nsg names the type
     props = item.get("properties")
     if props is None and "properties" not in item:
@@ -152,7 +152,7 @@ def incomplete_reason(item: Any) -> str | None:
             return "'securityRules' is null: the rules are not in the file"
         return ("no 'properties' and no 'securityRules': the rules are not in the file (an "
                 "'az ... --query' projection?); export whole NSGs, e.g. 'az network nsg list'")
-    if isinstance(props, Mapping) and props.get("securityRules") is None:
+    if (type(props) is dict or isinstance(props, Mapping)) and props.get("securityRules") is None:
         what = "null" if "securityRules" in props else "missing"
         return f"'properties.securityRules' is {what}: the rules are not in the file"
     return None
@@ -166,7 +166,7 @@ def load_nsg_document(path: str | Path) -> NsgDocument:
 
 
 def nsg_key(item: Any) -> str | None:
-    nsg_id = item.get("id") if isinstance(item, Mapping) else None
+    nsg_id = item.get("id") if type(item) is dict or isinstance(item, Mapping) else None
     return nsg_id.lower() if isinstance(nsg_id, str) else None
 
 
@@ -227,7 +227,7 @@ class DocumentChecker:
 
 
 def _label(item: Any, index: int) -> str:
-    name = item.get("name") if isinstance(item, Mapping) else None
+    name = item.get("name") if type(item) is dict or isinstance(item, Mapping) else None
     return name if isinstance(name, str) and name else f"#{index}"
 
 

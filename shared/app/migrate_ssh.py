@@ -17,14 +17,13 @@ Evaluation uses the one :class:`shared.core.exposure.Evaluator`.
 
 from __future__ import annotations
 
-import socket
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.app.rows import RowContext, _base, _nsg_columns, row_id
+if TYPE_CHECKING:  # rows, socket and uuid are imported where used: `nsg-guard scan` loads this module's --help
+    from shared.app.rows import RowContext
 from shared.core.errors import InputError, NsgGuardError
 from shared.core.exposure import BROAD, INTERNET, NONE, Evaluator
 from shared.core.model import Nsg, parse_nsg
@@ -122,6 +121,8 @@ def deny_priority(nsg: Nsg) -> int | None:
 
 def check_tcp(host: str, port: int, timeout: float = 5.0) -> tuple[bool, str]:
     """Can we open a TCP connection to ``host:port``? (sshd answering on the new port is the proof.)"""
+    import socket
+
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True, f"TCP connect to {host}:{port} succeeded"
@@ -170,6 +171,10 @@ def migrate(nsg_id: str, to_port: int, sources: Sequence[str], store: RuleStore,
     """
     if not 1 <= to_port <= 65535 or to_port == 22:
         raise InputError(f"--to-port {to_port}: expected the organisation's SSH port (1-65535, not 22)")
+    import uuid
+
+    from shared.app.rows import RowContext
+
     ctx = ctx or RowContext(trigger="cli", run_id=f"migrate-{uuid.uuid4().hex[:12]}")
     m = Migration(nsg_id, to_port, tuple(sources))
     nsg = store.get_nsg(nsg_id)
@@ -272,6 +277,8 @@ def _exposure(evaluator: Evaluator, nsg: Nsg, port: int) -> str:
 
 
 def _row(ctx: RowContext, nsg: Nsg, m: Migration, step: Step) -> dict[str, Any]:
+    from shared.app.rows import _base, _nsg_columns, row_id
+
     rid = row_id(ctx.run_id, "remediation", m.nsg_id, MODE, step.step, step.result)
     row = _base(ctx, "remediation", rid)
     row.update(_nsg_columns(nsg.id, nsg.name, nsg.subscription_id, nsg.resource_group))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from shared.core.addresses import SourceToken, parse_source_token
@@ -172,6 +172,17 @@ def split_resource_id(resource_id: str) -> dict[str, str]:
     return out
 
 
+def subscription_and_group(resource_id: str) -> tuple[str, str]:
+    """``split_resource_id``'s subscription and resource group ("" when absent), read straight from the head of
+    a canonical id (``/subscriptions/S/resourceGroups/G/...``: the first two pairs); any other id is split."""
+    head = resource_id.split("/", 5)
+    if len(head) >= 5 and not head[0] and head[2] and head[4] and head[1].lower() == "subscriptions" \
+            and head[3].lower() == "resourcegroups":
+        return head[2], head[4]
+    ids = split_resource_id(resource_id)
+    return ids.get("subscriptions", ""), ids.get("resourcegroups", "")
+
+
 # --- parsing ---------------------------------------------------------------------------------------
 
 def _require(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -273,23 +284,44 @@ def _parse_rules(raw: list[Any], nsg_id: str, default: bool, flattened: bool, ex
     """:func:`parse_rule` over a list: a rule in ARM shape with only known fields (nearly all) goes straight
     to the rule builder, as parse_rule would send it; anything else through parse_rule itself."""
     out = []
-    envelope_keys, property_keys = RULE_ENVELOPE_KEYS, RULE_PROPERTY_KEYS
+    envelope_keys, layouts = RULE_ENVELOPE_KEYS, _LAYOUTS
     for obj in raw:
         if not flattened and type(obj) is dict:
             name, props = obj.get("name"), obj.get("properties")
-            if type(name) is str and name and type(props) is dict and envelope_keys.issuperset(obj) \
-                    and property_keys.issuperset(props):
-                try:
-                    out.append(_build_rule(name, obj, props, nsg_id, default, extra_tags))
-                except InputError as exc:
-                    raise exc.located(rule=name) from None
-                continue
+            if type(name) is str and name and type(props) is dict and envelope_keys.issuperset(obj):
+                keys = tuple(props)
+                pick = layouts.get(keys)
+                if pick is None:
+                    pick = _layout(keys)
+                if pick:  # only known fields: the values of _FAST_FIELDS, in C, as map(props.get, ...) reads them
+                    try:
+                        out.append(_build_rule(name, obj, props, nsg_id, default, extra_tags,
+                                               pick((*props.values(), None))))
+                    except InputError as exc:
+                        raise exc.located(rule=name) from None
+                    continue
         out.append(parse_rule(obj, nsg_id=nsg_id, default=default, flattened=flattened, extra_tags=extra_tags,
                               strict=strict))
     return tuple(out)
 
 
 _LOGGED_FIELDS: set[str] = set()
+# The key order of a rule's properties object -> an itemgetter that picks the _FAST_FIELDS values out of
+# ``(*props.values(), None)`` (a missing field picks the trailing None, as ``props.get`` returns), or False
+# when a key is not a known property (parse_rule then decides). Exports repeat a handful of key orders.
+_LAYOUTS: dict[tuple[Any, ...], Any] = {}
+_LAYOUTS_MAX = 256
+
+
+def _layout(keys: tuple[Any, ...]) -> Any:
+    pick: Any = False
+    if RULE_PROPERTY_KEYS.issuperset(keys):
+        where = {key: i for i, key in enumerate(keys)}
+        pick = itemgetter(*[where.get(name, len(keys)) for name in _FAST_FIELDS])
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.clear()
+    _LAYOUTS[keys] = pick
+    return pick
 
 
 def _unknown_fields(unknown: set[str], strict: bool) -> None:
@@ -316,13 +348,14 @@ _HEADS_MAX = 4096
 
 
 def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], nsg_id: str,
-                default: bool, extra_tags: frozenset[str]) -> Rule:
+                default: bool, extra_tags: frozenset[str], values: Sequence[Any] | None = None) -> Rule:
     """One rule of the common shape in one pass: every field read once, the repeated part (direction,
     access, protocol, single port ranges) looked up, the rest validated inline. Anything else (plural port
     ranges, ASGs, destination lists, a value of the wrong type, a first-seen head) goes to
     :func:`_build_rule_checked`, which also words every error."""
     (priority, direction, access, protocol, dst_single, dst_plural, sp_single, sp_plural, src_single, src_plural,
-     src_asgs, dst_prefix, dst_prefixes, dst_asgs, description) = map(props.get, _FAST_FIELDS)
+     src_asgs, dst_prefix, dst_prefixes, dst_asgs, description) = \
+        map(props.get, _FAST_FIELDS) if values is None else values
     rule_id = envelope.get("id")
     if (type(priority) is not int or src_asgs is not None or dst_asgs is not None
             or (sp_plural is not None and sp_plural != [])
@@ -525,9 +558,9 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset(), *, strict: boo
         sub = obj.get("subscriptionId")
         rg = obj.get("resourceGroup")
         if not sub or not rg:
-            ids = split_resource_id(nsg_id)
-            sub = sub or ids.get("subscriptions", "")
-            rg = rg or ids.get("resourcegroups", "")
+            id_sub, id_rg = subscription_and_group(nsg_id)
+            sub = sub or id_sub
+            rg = rg or id_rg
         etag = obj.get("etag")
         location = obj.get("location")
         return _make_nsg(  # positional, in Nsg's field order
