@@ -180,17 +180,23 @@ def run_scan(tree: Path, estate: Path, out: Path) -> dict:
     return json.loads(line[len("RUSAGE "):])
 
 
+def _estate_and_previous(args: argparse.Namespace, tmpdir: Path) -> tuple[Path, Path]:
+    """The generated estate file and the ``--previous`` tree (``git archive``) in ``tmpdir``."""
+    estate = tmpdir / "estate.json"
+    write_estate(estate, args.nsgs, args.rules, args.seed)
+    previous = tmpdir / "previous"
+    previous.mkdir()
+    archive = subprocess.run(["git", "archive", args.previous], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
+    return estate, previous
+
+
 def stages(args: argparse.Namespace) -> None:
     """CPU per stage of the scan loop (decode, checks, parse, evaluate, exemptions, encode), this tree and
     --previous (a ref that has the streaming reader, e.g. the start of this round), interleaved."""
     with tempfile.TemporaryDirectory(prefix="nsg-guard-bench-") as tmp:
         tmpdir = Path(tmp)
-        estate = tmpdir / "estate.json"
-        write_estate(estate, args.nsgs, args.rules, args.seed)
-        previous = tmpdir / "previous"
-        previous.mkdir()
-        archive = subprocess.run(["git", "archive", args.previous], cwd=REPO, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
+        estate, previous = _estate_and_previous(args, tmpdir)
         rules = args.nsgs * args.rules
         print(f"stages nsgs={args.nsgs} rules={rules} repeats={args.repeats} (in-process, collector paused, "
               "best total of each; us_per_rule of CPU)")
@@ -211,12 +217,7 @@ def stages(args: argparse.Namespace) -> None:
 def end_to_end(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="nsg-guard-bench-") as tmp:
         tmpdir = Path(tmp)
-        estate = tmpdir / "estate.json"
-        write_estate(estate, args.nsgs, args.rules, args.seed)
-        previous = tmpdir / "previous"
-        previous.mkdir()
-        archive = subprocess.run(["git", "archive", args.previous], cwd=REPO, capture_output=True, check=True)
-        subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
+        estate, previous = _estate_and_previous(args, tmpdir)
         rules = args.nsgs * args.rules
         print(f"end_to_end input_mb={estate.stat().st_size / 2**20:.0f} nsgs={args.nsgs} rules={rules} "
               f"repeats={args.repeats} (min of each)")

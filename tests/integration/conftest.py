@@ -44,3 +44,12 @@ def guard(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     event_deps.cache_clear()
     yield Guard(local_azure)
     event_deps.cache_clear()
+
+
+@pytest.fixture
+def env(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:  # noqa: F811
+    """The local stand-ins' settings, also set in the process environment (as the Functions host would)."""
+    values = local_env(local_azure)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values

@@ -16,17 +16,8 @@ from shared.app.migrate_ssh import ALLOW_PREFIX, DENY_22
 from shared.cli import main
 from shared.core.model import parse_nsg
 from shared.core.policy import Engine
-from tests.integration.conftest import local_env
 
 SUB = "3a3a3a3a-0000-4000-8000-000000000001"
-
-
-@pytest.fixture
-def env(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = local_env(local_azure)
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
 
 
 @pytest.fixture

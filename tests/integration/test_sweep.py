@@ -43,14 +43,6 @@ def seed_estate(azure: LocalAzure, per_sub: int, subs: tuple[str, ...] = SUBS) -
     return out
 
 
-@pytest.fixture
-def env(local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    values = local_env(local_azure)
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
-
-
 def sweep_with(azure: LocalAzure, page_size: int = 1000, **env: str) -> SweepResult:
     """The timer's use case with a smaller Resource Graph page (to cross many pages with few NSGs)."""
     settings = Settings.from_env({**local_env(azure), **env})
