@@ -1,6 +1,8 @@
 """The Azure ML lens's set arithmetic against the naive reference of tests/test_exposure_properties.py:
 what one NSG hop admits on the compute's SSH port, and what the path (subnet NSG, then AML's own NSG) admits,
-are exactly the public addresses the reference lets through both (hypothesis, boundary samples)."""
+are exactly the public addresses the reference lets through both (hypothesis, boundary samples). Each hop is
+judged on its own source ports, so a path is reported open when one source port passes the first hop and
+another the second: the conservative side for a security check."""
 
 from __future__ import annotations
 
@@ -13,14 +15,26 @@ from shared.core.aml import hop_view, judge, parse_compute
 from shared.core.effective import intersect_hops
 from shared.core.model import parse_nsg
 from tests.nsgfactory import reference
-from tests.test_exposure_properties import EVALUATOR, random_nsgs, ref_first_match, ref_is_public, sample_addresses
+from tests.test_exposure_properties import (
+    EVALUATOR,
+    random_nsgs,
+    ref_first_match,
+    ref_is_public,
+    sample_addresses,
+    sample_source_ports,
+)
 
 PORT = 22
 
 
 def allows(raw_rules: list[dict], addr) -> bool:
-    decider = ref_first_match(raw_rules, addr, PORT)
-    return decider is not None and not decider.startswith("deny:")
+    """docs/semantics.md: a source is let through when *some* source port reaches an Allow first (a Deny
+    covers only the source ports it names), checked at every source-port boundary of the rules."""
+    for sport in sample_source_ports(raw_rules):
+        decider = ref_first_match(raw_rules, addr, PORT, sport=sport)
+        if decider is not None and not decider.startswith("deny:"):
+            return True
+    return False
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
