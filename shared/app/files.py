@@ -176,9 +176,8 @@ class DocumentChecker:
 
     Paging markers are errors unless ``allow_partial`` (then they become ``warnings``)."""
 
-    def __init__(self, *, allow_partial: bool = False, errors: list[InputError] | None = None) -> None:
+    def __init__(self, *, allow_partial: bool = False) -> None:
         self.allow_partial = allow_partial
-        self.errors: list[InputError] = [] if errors is None else errors
         self.warnings: list[str] = []
         self.seen: dict[str, tuple[str, int]] = {}
 
@@ -187,10 +186,10 @@ class DocumentChecker:
         errors = self.check_partial(doc)
         skip: set[int] = set()
         for index, item in enumerate(doc.items):
-            before = len(self.errors)
-            if self.check_item(doc.source, index, item):
+            problems = self.check_item(doc.source, index, item)
+            if problems:
+                errors.extend(problems)
                 skip.add(index)
-            errors.extend(self.errors[before:])
         return errors, skip
 
     def check_partial(self, doc: NsgDocument) -> list[InputError]:
@@ -205,25 +204,21 @@ class DocumentChecker:
                                          "--allow-partial scans this part anyway)", source=doc.source))
         return errors
 
-    def check_item(self, source: str, index: int, item: Any) -> bool:
-        """True when item ``index`` (0-based) of ``source`` is not to be evaluated; the reason goes to
-        ``self.errors`` (the caller's error list, when given)."""
+    def check_item(self, source: str, index: int, item: Any) -> list[InputError]:
+        """Why item ``index`` (0-based) of ``source`` is not to be evaluated (empty: it is)."""
         label = _label(item, index + 1)
-        skip = False
         reason = incomplete_reason(item)
-        if reason:
-            self.errors.append(InputError(reason, source=source, nsg=label))
-            skip = True
+        problems = [InputError(reason, source=source, nsg=label)] if reason else []
         key = nsg_key(item)
         if key is None:
-            return skip
+            return problems
         if key in self.seen:
             where, n = self.seen[key]
-            self.errors.append(InputError(f"the same NSG id appears twice (also in {where}, NSG #{n}): scan "
-                                          "each version separately", source=source, nsg=label))
-            return True
-        self.seen[key] = (source, index + 1)
-        return skip
+            problems.append(InputError(f"the same NSG id appears twice (also in {where}, NSG #{n}): scan "
+                                       "each version separately", source=source, nsg=label))
+        else:
+            self.seen[key] = (source, index + 1)
+        return problems
 
 
 def _label(item: Any, index: int) -> str:

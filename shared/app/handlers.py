@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from shared.app.aml_events import handle_compute_event
 from shared.app.events import Ignored, NsgChange, parse_compute_event, parse_event
 from shared.app.interfaces import NsgReader, RowSink
-from shared.app.rows import RowContext, evaluation_row, finding_row, remediation_row, validate_rows
+from shared.app.revertjobs import job_for
+from shared.app.rows import RowContext, WriteAhead, evaluation_row, finding_row, remediation_row, validate_rows
 from shared.core.errors import InputError, NsgNotFound, TransientError
 from shared.core.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions, event_exemptions, exemption_context
 from shared.core.policy import Engine
@@ -124,28 +125,17 @@ def _evaluate(change: NsgChange, deps: EventDeps, ctx: RowContext, exemptions_re
         rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
         return EventOutcome("evaluated", change.event_id, "", rows)
     if deps.jobs is not None:
-        from shared.app.revertjobs import job_for
         from shared.core.remediation import needs_revert
 
         rows.append(evaluation_row(ctx, nsg, evaluation.findings, details=details))
         wanted = needs_revert(nsg, evaluation.findings, deps.engine.evaluator, deps.reverter.config.scope)
         job = job_for(change, deps.clock(), deps.jit_principals) if wanted else None
         return EventOutcome("evaluated", change.event_id, "", rows, job=job)
-    from shared.app.revertjobs import job_for
-
-    found = list(rows)
-    sent_ahead: list[bool] = []
-
-    def durable(records: list[RemediationRecord]) -> None:  # write-ahead: findings and planned rows first
-        planned = found + [remediation_row(ctx, r) for r in records]
-        validate_rows(planned)
-        deps.sink.send(planned)
-        sent_ahead.append(True)
-
+    ahead = WriteAhead(deps.sink, ctx, rows)  # the findings go out with the planned rows
     revert = deps.reverter.run(evaluation, protected=job_for(change, deps.clock(), deps.jit_principals).protected,
-                               before_write=durable)
-    if sent_ahead:  # the findings are stored already: the rows after the writes do not repeat them
-        del rows[:len(found)]
+                               before_write=ahead)
+    if ahead.sent:  # the findings are stored already: the rows after the writes do not repeat them
+        del rows[:len(ahead.first)]
     rows.extend(remediation_row(ctx, r) for r in revert.records)
     final, eval_ctx = evaluation, ctx
     if revert.wrote:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.app.events import Actor, NsgChange
 from shared.app.interfaces import NsgReader, RowSink
-from shared.app.rows import RowContext, evaluation_row, remediation_row, validate_rows
+from shared.app.rows import RowContext, WriteAhead, evaluation_row, remediation_row, validate_rows
 from shared.core.errors import InputError, NsgNotFound, TransientError
 from shared.core.exemptions import DEFAULT_EXEMPT_TAG, exemption_context, nsg_exemptions
 from shared.core.model import Nsg, split_resource_id
@@ -218,12 +218,7 @@ def _run(job: RevertJob, dequeue_count: int, deps: JobDeps) -> JobOutcome:
 def _revert(job: RevertJob, nsg: Nsg, dequeue_count: int, deps: JobDeps, ctx: RowContext) -> JobOutcome:
     evaluation = deps.reverter.evaluate(nsg)
 
-    def durable(records: list[RemediationRecord]) -> None:  # write-ahead: planned rows first
-        rows = [remediation_row(ctx, r) for r in records]
-        validate_rows(rows)
-        deps.sink.send(rows)
-
-    revert = deps.reverter.run(evaluation, protected=job.protected, before_write=durable,
+    revert = deps.reverter.run(evaluation, protected=job.protected, before_write=WriteAhead(deps.sink, ctx),
                                reconstructed=dequeue_count > 1)
     rows = [remediation_row(ctx, r) for r in revert.records]
     if revert.wrote or revert.evaluation is not None:

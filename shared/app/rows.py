@@ -180,3 +180,17 @@ def sweep_row(ctx: RowContext, summary: dict[str, Any]) -> dict[str, Any]:
     row["Result"] = "completed" if not failures else ("partial" if summary.get("nsgs") else "failed")
     row["Details"] = dict(summary)
     return row
+
+
+class WriteAhead:
+    """The reverter's ``before_write``: the ``first`` rows and one ``planned`` row per record, validated and
+    sent (durable through the outbox) before anything is written. ``sent`` tells whether it ran."""
+
+    def __init__(self, sink: Any, ctx: RowContext, first: Iterable[dict[str, Any]] = ()) -> None:
+        self.sink, self.ctx, self.first, self.sent = sink, ctx, list(first), False
+
+    def __call__(self, records: Iterable[Any]) -> None:
+        rows = [*self.first, *(remediation_row(self.ctx, r) for r in records)]
+        validate_rows(rows)
+        self.sink.send(rows)
+        self.sent = True

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.app.files import DocumentChecker, source_name
+from shared.app.files import DocumentChecker, load_nsg_document, source_name
 from shared.app.jsonstream import open_nsg_items
 from shared.app.locations import locate
 from shared.app.output import ScannedNsg
@@ -27,14 +27,12 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
     once. Paging markers are errors unless ``allow_partial`` (then they go to ``warnings``).
     ``locations``: find each NSG's and rule's line in its file (for SARIF; the file is then read whole,
     otherwise a list file is read NSG by NSG: flat memory on big inputs)."""
-    checker = DocumentChecker(allow_partial=allow_partial, errors=errors)
+    checker = DocumentChecker(allow_partial=allow_partial)
     when = now or datetime.now(UTC)
     for path in paths:
         source = source_name(path)
         try:
             if locations:
-                from shared.app.files import load_nsg_document
-
                 doc = load_nsg_document(path)
                 items: Iterator[Any] = iter(doc.items)
             else:
@@ -57,7 +55,8 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
                 errors.append(exc.located(source=source))
                 break
             index += 1
-            problem = checker.check_item(source, index, item)
+            problems = checker.check_item(source, index, item)
+            errors.extend(problems)
             try:
                 nsg = parse_nsg(item, engine.policy.extra_service_tags)
             except InputError as exc:
@@ -67,7 +66,7 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
                                          rule=located.rule, field=located.field)
                 errors.append(located)
                 continue
-            if problem:  # incomplete or a duplicate: already an error, never a verdict
+            if problems:  # incomplete or a duplicate: already an error, never a verdict
                 continue
             evaluation = apply_exemptions(engine.evaluate(nsg), exempt_tag, when, exemptions)
             loc = where[index] if where is not None else None

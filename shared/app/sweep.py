@@ -29,7 +29,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.app.interfaces import RowSink
-from shared.app.rows import RowContext, evaluation_row, finding_row, remediation_row, sweep_row, validate_rows
+from shared.app.rows import (
+    RowContext,
+    WriteAhead,
+    evaluation_row,
+    finding_row,
+    remediation_row,
+    sweep_row,
+    validate_rows,
+)
 from shared.core.effective import (
     REACHABLE,
     UNATTACHED,
@@ -327,14 +335,9 @@ class _Sweep:
 
             self.budget = Budget(reverter.config.max_changes)
 
-        def durable(records: list[Any]) -> None:  # write-ahead: the planned rows reach the sink before a write
-            planned = [remediation_row(self.ctx, r) for r in records]
-            validate_rows(planned)
-            self.deps.sink.send(planned)
-
         try:
             with exemption_context(self.exemptions):
-                revert = reverter.run(evaluation, self.budget, before_write=durable)
+                revert = reverter.run(evaluation, self.budget, before_write=WriteAhead(self.deps.sink, self.ctx))
         except NsgGuardError as exc:
             self._fail("revert", exc, nsg=evaluation.nsg.id)
             return evaluation

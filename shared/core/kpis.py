@@ -286,11 +286,10 @@ def reverts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     counts: Counter[tuple[str, str, str]] = Counter()
     for row in rows:
         details = row.get("Details")
-        if isinstance(details, dict) and details.get("writeAhead") is True:
+        if row.get("RecordType") != "remediation" or (isinstance(details, dict) and details.get("writeAhead") is True):
             continue
-        if row.get("RecordType") == "remediation":
-            day = row["TimeGenerated"].astimezone(UTC).strftime("%Y-%m-%d")
-            counts[(day, str(row.get("Result") or ""), str(row.get("Mode") or ""))] += 1
+        day = row["TimeGenerated"].astimezone(UTC).strftime("%Y-%m-%d")
+        counts[(day, str(row.get("Result") or ""), str(row.get("Mode") or ""))] += 1
     return [{"day": d, "result": r, "mode": m, "remediations": n} for (d, r, m), n in sorted(counts.items())]
 
 
