@@ -38,7 +38,7 @@ from shared.core.remediation import (
     plan_revert,
 )
 from tests.nsgfactory import nsg, rule
-from tests.test_exposure_properties import boundary_addresses, ref_is_public
+from tests.test_exposure_properties import REF_DOC_V6, REF_PRIVATE_V4, REF_PUBLIC_V6, boundary_addresses, ref_is_public
 
 ENGINE = Engine(Policy(watched=watched_ports((2222,), (3389, 23))))
 WATCHED = (22, 23, 2222, 3389)
@@ -121,11 +121,57 @@ def ref_public(sample) -> bool:
     return ref_is_public(sample)
 
 
+def _merge(pairs) -> list[tuple[int, int]]:
+    """Sorted, merged integer intervals."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(pairs):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _intervals(nets) -> list[tuple[int, int]]:
+    return _merge((int(n.network_address), int(n.broadcast_address)) for n in nets)
+
+
+def _within(lo: int, hi: int, intervals: list[tuple[int, int]]) -> bool:
+    return any(a <= lo and hi <= b for a, b in intervals)
+
+
+def _gaps(intervals: list[tuple[int, int]], top: int) -> list[tuple[int, int]]:
+    gaps, cursor = [], 0
+    for lo, hi in intervals:
+        if lo > cursor:
+            gaps.append((cursor, lo - 1))
+        cursor = max(cursor, hi + 1)
+    return gaps + ([(cursor, top)] if cursor <= top else [])
+
+
+@cache
+def ref_covers_public(tokens: tuple[str, ...]) -> bool:
+    """Whether CIDR tokens hold every public address (docs/semantics.md: AzureCloud is public address space of
+    unknown extent, so only a list covering the whole public space is sure to contain it). Brute force on
+    integer intervals: every gap the tokens leave must lie inside the non-public space."""
+    nets = [_net(t) for t in tokens if _is_cidr(t)]
+    private_v4 = _intervals(REF_PRIVATE_V4)
+    not_public_v6 = _merge(_gaps(_intervals([REF_PUBLIC_V6]), 2**128 - 1) + _intervals([REF_DOC_V6]))
+    for version, top, outside in ((4, 2**32 - 1, private_v4), (6, 2**128 - 1, not_public_v6)):
+        covered = _intervals(n for n in nets if n.version == version)
+        if not all(_within(lo, hi, outside) for lo, hi in _gaps(covered, top)):
+            return False
+    return True
+
+
 def ref_source_match(props: dict, sample) -> bool:
     asgs = props.get("sourceApplicationSecurityGroups") or []
     if asgs:
         return sample == "asg:web"
-    for token in props.get("sourceAddressPrefixes") or [props.get("sourceAddressPrefix")]:
+    tokens = props.get("sourceAddressPrefixes") or [props.get("sourceAddressPrefix")]
+    if isinstance(sample, str) and sample.removeprefix("tag:") in BROAD_TAGS and ref_covers_public(tuple(tokens)):
+        return True  # a CIDR list that holds every public address holds AzureCloud's
+    for token in tokens:
         low = token.lower()
         if low in ("*", "any"):
             return True
