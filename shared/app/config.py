@@ -75,6 +75,7 @@ class Settings:
     logs_audience: str = "https://monitor.azure.com"
     authz_retry_s: int = 20
     exemptions: ExemptionSettings = field(default_factory=ExemptionSettings)
+    revert_max_nsgs_per_run: int = 25  # REVERT_MAX_NSGS_PER_RUN: NSGs one run (sweep, remediate) may write
 
     @property
     def policy(self) -> Policy:
@@ -237,7 +238,27 @@ def _revert_settings(settings: Settings, get, csv, url, problems: list[str]) -> 
         problems.append(f"NSG_GUARD_AUTH=local only talks to loopback stand-ins; REVERT_QUEUE is {endpoint}")
     return replace(settings, revert_queue_endpoint=endpoint, revert_strategies=strategies,
                    revert_lock_container=get("REVERT_LOCK_CONTAINER") or "nsg-guard-locks",
-                   jit_principals=frozenset(x.lower() for x in csv("JIT_PRINCIPAL_IDS")))
+                   jit_principals=frozenset(x.lower() for x in csv("JIT_PRINCIPAL_IDS")),
+                   revert_max_nsgs_per_run=max_nsgs_per_run(get("REVERT_MAX_NSGS_PER_RUN"), problems))
+
+
+MAX_NSGS_PER_RUN_LIMIT = 10000
+
+
+def max_nsgs_per_run(text: str, problems: list[str], name: str = "REVERT_MAX_NSGS_PER_RUN") -> int:
+    """The per-run NSG cap (docs/revert.md, "Blast radius"): a whole number from 1 to 10000, default 25.
+    Zero is refused: holding every NSG for ever is ``REVERT_MODE=dry-run``, said plainly."""
+    from shared.core.blastradius import DEFAULT_MAX_NSGS_PER_RUN
+
+    text = text.strip()
+    if not text:
+        return DEFAULT_MAX_NSGS_PER_RUN
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_NSGS_PER_RUN_LIMIT:
+        problems.append(f"{name}={text[:40]!r}: expected a whole number of NSGs per run from 1 to "
+                        f"{MAX_NSGS_PER_RUN_LIMIT} (default {DEFAULT_MAX_NSGS_PER_RUN}; to write nothing use "
+                        "REVERT_MODE=dry-run)")
+        return DEFAULT_MAX_NSGS_PER_RUN
+    return int(text)
 def _cloud_settings(get: Any, url: Any, integer: Any, problems: list[str]) -> dict[str, Any]:
     """Token audiences (``ARM_AUDIENCE``, ``LOGS_INGESTION_AUDIENCE``; defaults from ``ARM_ENDPOINT`` for the
     public, China and US Government clouds, else required) and ``AUTHZ_RETRY_SECONDS`` (how long a 403 on a

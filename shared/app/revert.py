@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.app.interfaces import NsgReader
+from shared.core.blastradius import DEFAULT_MAX_NSGS_PER_RUN, SKIP_HELD, Candidate, Selection
 from shared.core.errors import NsgGuardError, NsgNotFound
 from shared.core.exemptions import DEFAULT_EXEMPT_TAG, apply_exemptions
 from shared.core.model import Nsg, same_rule
@@ -82,12 +83,14 @@ class RevertConfig:
     exempt_tag: str = DEFAULT_EXEMPT_TAG
     max_attempts: int = 3
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    max_nsgs_per_run: int = DEFAULT_MAX_NSGS_PER_RUN  # blast radius across NSGs (shared.core.blastradius)
 
     @classmethod
     def from_settings(cls, settings: Any) -> RevertConfig:
         return cls(mode=settings.revert_mode, max_changes=settings.revert_max_changes,
                    scope=RevertScope(port_kinds=tuple(settings.revert_port_kinds)), exempt_tag=settings.exempt_tag,
-                   strategies=tuple(getattr(settings, "revert_strategies", DEFAULT_STRATEGIES)))
+                   strategies=tuple(getattr(settings, "revert_strategies", DEFAULT_STRATEGIES)),
+                   max_nsgs_per_run=getattr(settings, "revert_max_nsgs_per_run", DEFAULT_MAX_NSGS_PER_RUN))
 
 
 class Budget:
@@ -139,6 +142,25 @@ class RevertOutcome:
     @property
     def wrote(self) -> bool:
         return any(r.result in (RESULT_APPLIED, RESULT_VERIFIED) for r in self.records)
+
+
+def held_records(nsg: Nsg, candidate: Candidate, selection: Selection, mode: str) -> list[RemediationRecord]:
+    """The ``skipped`` rows of an NSG held by the per-run cap: one per offending rule, naming its findings, so
+    the table says why an Open internet finding was not reverted in this run (and that the next run will)."""
+    by_rule: dict[str, list[Any]] = {}
+    for f in candidate.findings:
+        by_rule.setdefault(f.rule.name, []).append(f)
+    position = 1 + next((i for i, c in enumerate(selection.held) if c.nsg_id.lower() == candidate.nsg_id.lower()),
+                        0)
+    details = {"reason": selection.reason(), "skipCode": SKIP_HELD, "held": True, "cap": selection.cap,
+               "candidates": selection.total, "queuePosition": position, "severity": candidate.severity}
+    if not by_rule:  # only NSG Guard's own stale deny to remove: still said, never silent
+        return [RemediationRecord(nsg, mode, RESULT_SKIPPED, 1, 0, details=dict(details))]
+    return [RemediationRecord(nsg, mode, RESULT_SKIPPED, 1, i,
+                              skip=Skip(name, tuple(sorted({f.port for f in fs})),
+                                        tuple(f.finding_id for f in fs), SKIP_HELD, selection.reason()),
+                              details=dict(details))
+            for i, (name, fs) in enumerate(sorted(by_rule.items()))]
 
 
 # --- the use case ----------------------------------------------------------------------------------------

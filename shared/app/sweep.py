@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.app.interfaces import RowSink
+from shared.app.revert import held_records
 from shared.app.rows import (
     RowContext,
     WriteAhead,
@@ -38,6 +39,7 @@ from shared.app.rows import (
     sweep_row,
     validate_rows,
 )
+from shared.core.blastradius import Candidate, select
 from shared.core.effective import (
     REACHABLE,
     UNATTACHED,
@@ -158,6 +160,10 @@ class _Sweep:
         self.exemption_calls = 0
         self.budget: Any = None
         self.reverted: dict[str, NsgEvaluation] = {}
+        self.lapsed: set[str] = set()  # NSGs with a lapsed exemption and something to revert
+        self.queued: list[Candidate] = []  # with a queue: ranked after effective exposure, queued at the end
+        self.deferred: list[tuple[NsgEvaluation, NsgExposure | None, bool]] = []  # without one: reverted at the end
+        self.revert_summary: dict[str, Any] | None = None
         self.aml = _aml_lens(deps, self)
 
     # --- driver ------------------------------------------------------------------------------------
@@ -173,11 +179,14 @@ class _Sweep:
             paths = public_paths(evaluation.nsg, self.index, inventory_complete=self.inventory_complete)
             self._finish(evaluation, paths, own)
         self.pending.clear()
+        self._act()
         if self.aml is not None:
             self._emit(self.aml.finish(self.inventory_complete))
         summary = self._summary(self.deps.clock() - started)
         if self.aml is not None:
             summary["computes"] = self.aml.summary()
+        if self.revert_summary is not None:
+            summary["revert"] = self.revert_summary
         self._emit([sweep_row(self.ctx, summary)])
         self._flush()
         summary["rowsSent"] = self.rows_sent  # after the summary row itself (not in the uploaded Details)
@@ -296,10 +305,7 @@ class _Sweep:
     def _evaluate(self, nsg: Any) -> None:
         # The same path as events: evaluate, then exemptions (Exempt findings are kept, muted).
         evaluation = apply_exemptions(self.engine.evaluate(nsg), self.exempt_tag, self.now, self.exemptions)
-        evaluation = self._revert_lapsed(evaluation)
-        if self.aml is not None:  # a compute is judged on its NSG as it is after our writes
-            after = self.reverted.get(nsg.id.lower())
-            self.aml.observe(after.nsg if after is not None else nsg, after if after is not None else evaluation)
+        candidate = self._revert_candidate(evaluation)
         partner = is_partner(nsg, self.index)
         waits = any(f.active and f.status == STATUS_OPEN for f in evaluation.findings) and \
             needs_pairing(nsg, self.index)
@@ -308,6 +314,12 @@ class _Sweep:
             assert own is not None
             self.partners[nsg.id.lower()] = own.allowed
         self.index.note_subnets(nsg.id, nsg.subnet_ids)
+        if candidate and self.deps.jobs is None:
+            # Reverted in place at the end, worst first within the per-run cap: its rows wait until then.
+            self.deferred.append((evaluation, own, waits))
+            return
+        if self.aml is not None:
+            self.aml.observe(nsg, evaluation)
         if waits:
             assert own is not None
             self.pending.append((evaluation, own))
@@ -315,42 +327,104 @@ class _Sweep:
         paths = public_paths(nsg, self.index, inventory_complete=False) if self.index.available else ()
         self._finish(evaluation, paths, own)
 
-    def _revert_lapsed(self, evaluation: NsgEvaluation) -> NsgEvaluation:
-        """Expiry acts: findings whose exemption expired, changed or was never approved go to the revert path
-        (which acts only in REVERT_MODE=enforce, records dry-runs, and shares one blast-radius budget)."""
+    def _revert_candidate(self, evaluation: NsgEvaluation) -> bool:
+        """Expiry acts: an NSG with a finding whose exemption expired, changed or was never approved goes to the
+        revert path (which acts only in REVERT_MODE=enforce and records dry-runs) when there is something to
+        revert. Which of them are reverted in this run is decided at the end (``_act``): the worst first, at
+        most ``REVERT_MAX_NSGS_PER_RUN``."""
         reverter = self.deps.reverter
         if reverter is None or not any(lapsed_exemption(f) for f in evaluation.findings):
-            return evaluation
-        if self.deps.jobs is not None:  # like events: the writes happen in revert_job, under the NSG's lease
-            from shared.app.revertjobs import RevertJob
+            return False
+        from shared.core.remediation import needs_revert
 
-            job = RevertJob(evaluation.nsg.id, f"sweep:{self.ctx.run_id}:{evaluation.nsg.id}", datetime.now(UTC))
-            try:
-                self.deps.jobs.enqueue(job.to_json())
-            except NsgGuardError as exc:
-                self._fail("revert", exc, nsg=evaluation.nsg.id)
-            return evaluation
+        if not needs_revert(evaluation.nsg, evaluation.findings, self.engine.evaluator, reverter.config.scope):
+            return False
+        self.lapsed.add(evaluation.nsg.id.lower())
+        return True
+
+    # --- the revert of lapsed exemptions, bounded per run ----------------------------------------------
+    def _candidate(self, evaluation: NsgEvaluation, payload: Any) -> Candidate:
+        """Ranked on the findings as finished (effective exposure applied: a reachable NSG is critical)."""
+        scope = self.deps.reverter.config.scope
+        findings = tuple(scope.targets(evaluation.findings)) or tuple(
+            f for f in evaluation.findings if lapsed_exemption(f))
+        return Candidate(evaluation.nsg.id, findings, payload)
+
+    def _act(self) -> None:
+        """Revert the worst ``cap`` candidates (queue them, or in place without a queue); hold the rest."""
+        if self.deps.reverter is None:
+            return
+        cap = self.deps.reverter.config.max_nsgs_per_run
+        in_place = []
+        for evaluation, own, waits in self.deferred:
+            paths = public_paths(evaluation.nsg, self.index, inventory_complete=self.inventory_complete) if waits \
+                else public_paths(evaluation.nsg, self.index, inventory_complete=False) if self.index.available \
+                else ()
+            effective = apply_effective(evaluation, self.engine.evaluator, index_available=self.index.available,
+                                        paths=paths, own=own, paired=self.partners.get)
+            in_place.append(self._candidate(effective.evaluation, (evaluation, own, paths)))
+        self.deferred.clear()
+        selection = select([*self.queued, *in_place], cap)
+        self.queued.clear()
+        self.revert_summary = selection.to_json()
+        for c in selection.taken:
+            if self.deps.jobs is not None:
+                self._enqueue(c.nsg_id)
+            else:
+                self._revert_in_place(*c.payload)
+        mode = self.deps.reverter.config.mode
+        for c in selection.held:
+            nsg = c.findings[0].nsg if c.findings else c.payload[0].nsg
+            self._emit([remediation_row(self.ctx, r) for r in held_records(nsg, c, selection, mode)])
+            if c.payload is not None:  # in place: finished as it is (the Open finding stays)
+                evaluation, own, paths = c.payload
+                if self.aml is not None:
+                    self.aml.observe(evaluation.nsg, evaluation)
+                self._finish(evaluation, paths, own)
+        if selection.held:
+            log.warning("sweep %s: %d of %d NSGs to revert held by REVERT_MAX_NSGS_PER_RUN=%d (next run takes "
+                        "them, worst first)", self.sweep_id, len(selection.held), selection.total, cap)
+
+    def _enqueue(self, nsg_id: str) -> None:
+        # Like events: the writes happen in revert_job, under the NSG's lease.
+        from shared.app.revertjobs import RevertJob
+
+        job = RevertJob(nsg_id, f"sweep:{self.ctx.run_id}:{nsg_id}", datetime.now(UTC))
+        try:
+            self.deps.jobs.enqueue(job.to_json())
+        except NsgGuardError as exc:
+            self._fail("revert", exc, nsg=nsg_id)
+
+    def _revert_in_place(self, evaluation: NsgEvaluation, own: NsgExposure | None, paths: Any) -> None:
+        """Without a queue (local runs): revert now, then finish the NSG as re-read after the writes."""
+        reverter = self.deps.reverter
         if self.budget is None:
             from shared.app.revert import Budget
 
             self.budget = Budget(reverter.config.max_changes)
-
         try:
             with exemption_context(self.exemptions):
                 revert = reverter.run(evaluation, self.budget, before_write=WriteAhead(self.deps.sink, self.ctx))
         except NsgGuardError as exc:
             self._fail("revert", exc, nsg=evaluation.nsg.id)
-            return evaluation
-        self._emit([remediation_row(self.ctx, r) for r in revert.records])
-        if revert.retryable_failure:
-            self._fail("revert", revert.retryable_failure, nsg=evaluation.nsg.id)
-        if revert.wrote and revert.evaluation is not None:
-            self.reverted[evaluation.nsg.id.lower()] = revert.evaluation
-        return evaluation
+            revert = None
+        if revert is not None:
+            self._emit([remediation_row(self.ctx, r) for r in revert.records])
+            if revert.retryable_failure:
+                self._fail("revert", revert.retryable_failure, nsg=evaluation.nsg.id)
+            if revert.wrote and revert.evaluation is not None:
+                self.reverted[evaluation.nsg.id.lower()] = revert.evaluation
+        if self.aml is not None:  # a compute is judged on its NSG as it is after our writes
+            after = self.reverted.get(evaluation.nsg.id.lower())
+            self.aml.observe(after.nsg if after is not None else evaluation.nsg,
+                             after if after is not None else evaluation)
+        self._finish(evaluation, paths, own)
 
     def _finish(self, evaluation: NsgEvaluation, paths: Any, own: NsgExposure | None) -> None:
         result = apply_effective(evaluation, self.engine.evaluator, index_available=self.index.available,
                                  paths=paths, own=own, paired=self.partners.get)
+        if self.deps.jobs is not None and evaluation.nsg.id.lower() in self.lapsed:
+            self.queued.append(self._candidate(result.evaluation, None))  # queued (or held) at the end
         rows = []
         for f in result.evaluation.findings:
             row = finding_row(f, self.ctx)
