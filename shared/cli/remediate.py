@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
                           "changing the user's rule")
     rem.add_argument("--max-changes", type=int, default=None, metavar="N",
                      help="REVERT_MAX_CHANGES: over it, one broad deny when exact (default: no limit offline)")
+    rem.add_argument("--max-nsgs", default=None, metavar="N",
+                     help="REVERT_MAX_NSGS_PER_RUN: plan at most N NSGs, worst first; the rest are listed as held "
+                          "(what one enforce run would leave for the next; default: 25, like the app)")
     rem.add_argument("--now", default=None, metavar="TIME",
                      help="evaluate exemption expiry at this ISO 8601 time instead of now")
     _add_policy_options(rem)
@@ -90,6 +93,7 @@ def plan_files(paths: list[str], engine: Any, scope: Any, exempt_tag: str, now: 
 
 
 def _cmd_remediate(args: argparse.Namespace) -> int:
+    from shared.app.config import max_nsgs_per_run
     from shared.cli import exempt as exempt_cli
     from shared.cli.options import policy_from_args
     from shared.core.errors import ConfigError
@@ -112,6 +116,10 @@ def _cmd_remediate(args: argparse.Namespace) -> int:
     strategies = tuple(x.strip().lower() for x in args.strategies.split(",") if x.strip())
     if not strategies or any(x not in ("insert-deny", "narrow", "shift") for x in strategies):
         raise ConfigError(f"--strategies {args.strategies!r}: expected a comma list of insert-deny, narrow, shift")
+    problems: list[str] = []
+    max_nsgs = max_nsgs_per_run("" if args.max_nsgs is None else str(args.max_nsgs), problems, "--max-nsgs")
+    if problems:
+        raise ConfigError(problems[0])
     errors: list[Any] = []
     with exemption_context(exempt_cli.context_from_args(args, now)):
         plans = plan_files(args.files, Engine(policy_from_args(args)), RevertScope(port_kinds=kinds),
@@ -121,10 +129,12 @@ def _cmd_remediate(args: argparse.Namespace) -> int:
             print(f"nsg-guard: error: {err}", file=sys.stderr)
         print("nsg-guard: no plan printed because the input is invalid; fix the errors above", file=sys.stderr)
         return EXIT_BAD_INPUT
+    plans, held, selection = cap_plans(plans, max_nsgs)
     if args.format == "json":
-        print(json.dumps({"plans": [p.to_json() for p in plans]}, indent=2))
+        print(json.dumps({"plans": [p.to_json() for p in plans], "held": held,
+                          "blastRadius": selection.to_json()}, indent=2))
         return EXIT_OK
-    if not plans:
+    if not plans and not held:
         print("Nothing to revert.")
     for p in plans:
         print(f"{p.nsg_name} ({p.nsg_id})")
@@ -133,7 +143,22 @@ def _cmd_remediate(args: argparse.Namespace) -> int:
             print(f"  {a.op.upper():6} {a.name} (priority {props.get('priority')}, {a.strategy}): {a.reason}")
         for s in p.skipped:
             print(f"  SKIP   {s.rule_name} (port {', '.join(map(str, s.ports))}, {s.code}): {s.reason}")
+    for h in held:
+        print(f"{h['nsgName']} ({h['nsgId']})")
+        print(f"  HELD   #{h['queuePosition']} ({h['severity']}, {len(h['actions'])} write(s)): {h['reason']}")
     return EXIT_OK
+
+
+def cap_plans(plans: list[Any], cap: int) -> tuple[list[Any], list[dict[str, Any]], Any]:
+    """The plans one enforce run would write (input order) and the held ones (worst first), by the same
+    per-run selection the sweep uses. Plans that write nothing (only skips) never count against the cap."""
+    from shared.core.blastradius import SKIP_HELD, Candidate, select
+
+    selection = select((Candidate(p.nsg_id, tuple(p.targets), p) for p in plans if p.actions), cap)
+    held_ids = {c.nsg_id.lower() for c in selection.held}
+    held = [{**c.payload.to_json(), "heldBy": SKIP_HELD, "queuePosition": i, "severity": c.severity,
+             "reason": selection.reason()} for i, c in enumerate(selection.held, 1)]
+    return [p for p in plans if p.nsg_id.lower() not in held_ids], held, selection
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
