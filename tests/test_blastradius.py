@@ -186,3 +186,78 @@ def test_remediate_bad_max_nsgs_exits_2_with_one_line(tmp_path, capsys, value):
     assert main(["remediate", path, "--dry-run", f"--max-nsgs={value}"]) == 2
     err = capsys.readouterr().err
     assert "--max-nsgs" in err and "from 1 to 10000" in err and "Traceback" not in err
+
+
+# --- the rolling window of revert jobs (pure part) ---------------------------------------------------------
+
+from datetime import UTC, datetime, timedelta  # noqa: E402
+
+from shared.core.blastradius import nsg_key, take, window_from_json, window_to_json  # noqa: E402
+from shared.core.errors import InputError  # noqa: E402
+
+T0 = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def ago(**kw) -> datetime:
+    return T0 - timedelta(**kw)
+
+
+WINDOW_CASES = [  # (slots: name -> time, NSG asking, cap, granted, retry_at, stored names)
+    pytest.param({}, "a", 1, True, None, {"a"}, id="empty-window"),
+    pytest.param({"a": ago(minutes=5)}, "b", 2, True, None, {"a", "b"}, id="room-left"),
+    pytest.param({"a": ago(minutes=5), "b": ago(minutes=50)}, "c", 2, False, ago(minutes=50) + HOUR, {"a", "b"},
+                 id="full-held-until-the-oldest-frees"),
+    pytest.param({"a": ago(minutes=5)}, "a", 1, True, None, {"a"}, id="same-nsg-counted-once"),
+    pytest.param({"a": ago(minutes=61), "b": ago(minutes=5)}, "c", 2, True, None, {"b", "c"},
+                 id="expired-slots-free-room"),
+    pytest.param({"a": ago(minutes=60)}, "b", 1, True, None, {"b"}, id="exactly-a-window-old-is-expired"),
+    pytest.param({"a": T0 + timedelta(days=30)}, "b", 1, False, T0 + HOUR, {"a"},
+                 id="future-stamp-counts-as-now-never-for-ever"),
+]
+
+
+@pytest.mark.parametrize(("slots", "asking", "cap", "granted", "retry_at", "stored"), WINDOW_CASES)
+def test_window_take(slots, asking, cap, granted, retry_at, stored):
+    entries = {nsg_key(nsg_id(n)): t for n, t in slots.items()}
+    slot = take(entries, nsg_id(asking), T0, cap, HOUR)
+    assert (slot.granted, slot.retry_at) == (granted, retry_at)
+    assert set(slot.entries) == {nsg_key(nsg_id(n)) for n in stored}
+    assert all(t <= T0 for t in slot.entries.values())  # stored back clamped: a future stamp expires in time
+
+
+def test_nsg_key_ignores_case_and_whitespace():
+    assert nsg_key(nsg_id("A").upper() + " ") == nsg_key(nsg_id("A").lower())
+
+
+def test_window_round_trips():
+    entries = {nsg_key(nsg_id("a")): T0, nsg_key(nsg_id("b")): ago(minutes=3)}
+    assert window_from_json(window_to_json(entries)) == entries
+    assert window_from_json(b"") == {}
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"{", "not JSON"), (b"[]", "no slots"), (b'{"slots": 3}', "no slots"),
+    (b'{"slots": {"k": "yesterday"}}', "ISO 8601"), (b'{"slots": {"k": null}}', "ISO 8601"),
+])
+def test_damaged_window_is_an_input_error(body, message):
+    with pytest.raises(InputError, match=message):
+        window_from_json(body)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("REVERT_MAX_NSGS_PER_WINDOW", "0", "NSGs per window from 1 to 10000"),
+    ("REVERT_MAX_NSGS_PER_WINDOW", "lots", "NSGs per window from 1 to 10000"),
+    ("REVERT_WINDOW_SECONDS", "0", "seconds from 1 to 604740"),
+    ("REVERT_WINDOW_SECONDS", "604800", "seconds from 1 to 604740"),
+    ("REVERT_WINDOW_SECONDS", "1h", "seconds from 1 to 604740"),
+])
+def test_bad_window_settings_are_clear_config_errors(name, value, message):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: value})
+    assert f"{name}='{value}': expected" in str(info.value) and message in str(info.value)
+
+
+def test_window_defaults():
+    s = Settings.from_env({})
+    assert (s.revert_max_nsgs_per_window, s.revert_window_seconds) == (100, 3600)

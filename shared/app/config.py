@@ -76,6 +76,8 @@ class Settings:
     authz_retry_s: int = 20
     exemptions: ExemptionSettings = field(default_factory=ExemptionSettings)
     revert_max_nsgs_per_run: int = 25  # REVERT_MAX_NSGS_PER_RUN: NSGs one run (sweep, remediate) may write
+    revert_max_nsgs_per_window: int = 100  # REVERT_MAX_NSGS_PER_WINDOW: NSGs revert jobs may write per window
+    revert_window_seconds: int = 3600  # REVERT_WINDOW_SECONDS: that rolling window
 
     @property
     def policy(self) -> Policy:
@@ -239,25 +241,43 @@ def _revert_settings(settings: Settings, get, csv, url, problems: list[str]) -> 
     return replace(settings, revert_queue_endpoint=endpoint, revert_strategies=strategies,
                    revert_lock_container=get("REVERT_LOCK_CONTAINER") or "nsg-guard-locks",
                    jit_principals=frozenset(x.lower() for x in csv("JIT_PRINCIPAL_IDS")),
-                   revert_max_nsgs_per_run=max_nsgs_per_run(get("REVERT_MAX_NSGS_PER_RUN"), problems))
+                   revert_max_nsgs_per_run=max_nsgs_per_run(get("REVERT_MAX_NSGS_PER_RUN"), problems),
+                   revert_max_nsgs_per_window=max_nsgs_per_run(get("REVERT_MAX_NSGS_PER_WINDOW"), problems,
+                                                               "REVERT_MAX_NSGS_PER_WINDOW", 100),
+                   revert_window_seconds=_window_seconds(get("REVERT_WINDOW_SECONDS"), problems))
 
 
 MAX_NSGS_PER_RUN_LIMIT = 10000
 
 
-def max_nsgs_per_run(text: str, problems: list[str], name: str = "REVERT_MAX_NSGS_PER_RUN") -> int:
-    """The per-run NSG cap (docs/revert.md, "Blast radius"): a whole number from 1 to 10000, default 25.
-    Zero is refused: holding every NSG for ever is ``REVERT_MODE=dry-run``, said plainly."""
+def max_nsgs_per_run(text: str, problems: list[str], name: str = "REVERT_MAX_NSGS_PER_RUN",
+                     default: int | None = None) -> int:
+    """An NSG cap (docs/revert.md, "Blast radius"): a whole number from 1 to 10000 (default 25 per run, 100
+    per window). Zero is refused: holding every NSG for ever is ``REVERT_MODE=dry-run``, said plainly."""
     from shared.core.blastradius import DEFAULT_MAX_NSGS_PER_RUN
 
+    default = DEFAULT_MAX_NSGS_PER_RUN if default is None else default
     text = text.strip()
     if not text:
-        return DEFAULT_MAX_NSGS_PER_RUN
+        return default
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_NSGS_PER_RUN_LIMIT:
-        problems.append(f"{name}={text[:40]!r}: expected a whole number of NSGs per run from 1 to "
-                        f"{MAX_NSGS_PER_RUN_LIMIT} (default {DEFAULT_MAX_NSGS_PER_RUN}; to write nothing use "
-                        "REVERT_MODE=dry-run)")
-        return DEFAULT_MAX_NSGS_PER_RUN
+        per = "run" if name.endswith("_RUN") or name.startswith("--") else "window"
+        problems.append(f"{name}={text[:40]!r}: expected a whole number of NSGs per {per} from 1 to "
+                        f"{MAX_NSGS_PER_RUN_LIMIT} (default {default}; to write nothing use REVERT_MODE=dry-run)")
+        return default
+    return int(text)
+
+
+def _window_seconds(text: str, problems: list[str]) -> int:
+    """``REVERT_WINDOW_SECONDS``: the rolling window of ``REVERT_MAX_NSGS_PER_WINDOW``, 1 s to 7 days (a held
+    job waits in the queue, whose messages stay invisible for at most 7 days)."""
+    text = text.strip()
+    if not text:
+        return 3600
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 7 * 86400 - 60:
+        problems.append(f"REVERT_WINDOW_SECONDS={text[:40]!r}: expected seconds from 1 to {7 * 86400 - 60} "
+                        "(default 3600)")
+        return 3600
     return int(text)
 def _cloud_settings(get: Any, url: Any, integer: Any, problems: list[str]) -> dict[str, Any]:
     """Token audiences (``ARM_AUDIENCE``, ``LOGS_INGESTION_AUDIENCE``; defaults from ``ARM_ENDPOINT`` for the

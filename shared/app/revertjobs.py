@@ -30,18 +30,46 @@ from shared.core.model import Nsg, split_resource_id
 
 if TYPE_CHECKING:
     from shared.app.revert import RemediationRecord, Reverter
+    from shared.core.blastradius import Slot
 
 log = logging.getLogger("nsg_guard.revertjobs")
 JOB_VERSION = 1
 MAX_DEQUEUE = 5  # host.json extensions.queues.maxDequeueCount
 MAX_JOB_BYTES = 16 * 1024
 CLOCK_SKEW = timedelta(seconds=1)  # event and job run on different instances: compare times with a margin
+MAX_QUEUE_DELAY_S = 7 * 86400 - 60  # a Storage queue message stays invisible for at most 7 days
 
 
 class JobQueue(Protocol):
     def enqueue(self, job: dict[str, Any]) -> None:
         """Send one job message. Raises TransientError."""
         ...
+
+
+class DelayedQueue(Protocol):
+    def enqueue(self, job: dict[str, Any], delay_s: int = 0) -> None:
+        """Send one job message, invisible for ``delay_s`` seconds. Raises TransientError."""
+        ...
+
+
+class RunWindow(Protocol):
+    """The rolling blast-radius window shared by every revert job (``shared.azure.runwindow``)."""
+
+    cap: int
+    window: timedelta
+
+    def take(self, nsg_id: str, now: datetime) -> Slot:
+        """Count the NSG in the window, or say until when it is held. Raises TransientError."""
+        ...
+
+
+class HeldByWindow(Exception):
+    """Raised from ``before_write``: the window is full, so nothing is written (the planned records say what
+    would have been)."""
+
+    def __init__(self, slot: Slot, records: list[Any]) -> None:
+        super().__init__(f"blast-radius window full until {slot.retry_at}")
+        self.slot, self.records = slot, records
 
 
 class NsgLease(Protocol):
@@ -134,11 +162,13 @@ class JobDeps:
     exempt_tag: str = DEFAULT_EXEMPT_TAG
     exemption_settings: Any = None  # ExemptionSettings (None: defaults with exempt_tag)
     exemptions: Any = None  # policy exemption reader (shared.azure.policyexemptions); None: none known
+    window: RunWindow | None = None  # REVERT_MAX_NSGS_PER_WINDOW across jobs (None: no rolling cap)
+    requeue: DelayedQueue | None = None  # where a held job goes back, delayed until the window has room
 
 
 @dataclass
 class JobOutcome:
-    status: str  # done | covered | out-of-scope | rejected | nsg-gone
+    status: str  # done | covered | out-of-scope | rejected | nsg-gone | held
     reason: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
     records: list[RemediationRecord] = field(default_factory=list)
@@ -167,7 +197,8 @@ def handle_revert_job(body: str | bytes, dequeue_count: int, deps: JobDeps) -> J
         lease.start(started)
         with _kept_alive(lease):  # long-running writes outlast the 60 s lease: renew it while working
             outcome = _run(job, dequeue_count, deps)
-        lease.complete(started)
+        if outcome.status != "held":  # a held job did not cover its change: its requeued copy must still run
+            lease.complete(started)
         return outcome
     except TransientError as exc:
         if dequeue_count >= MAX_DEQUEUE:
@@ -217,9 +248,22 @@ def _run(job: RevertJob, dequeue_count: int, deps: JobDeps) -> JobOutcome:
 
 def _revert(job: RevertJob, nsg: Nsg, dequeue_count: int, deps: JobDeps, ctx: RowContext) -> JobOutcome:
     evaluation = deps.reverter.evaluate(nsg)
+    ahead = WriteAhead(deps.sink, ctx)
 
-    revert = deps.reverter.run(evaluation, protected=job.protected, before_write=WriteAhead(deps.sink, ctx),
-                               reconstructed=dequeue_count > 1)
+    def before_write(records: list[Any]) -> None:
+        # The rolling cap is counted at the last moment, only for jobs that are about to write (a job with
+        # nothing to do, a dry-run or a re-plan inside the job never takes a slot).
+        if deps.window is not None:
+            slot = deps.window.take(job.nsg_id, deps.clock())
+            if not slot.granted:
+                raise HeldByWindow(slot, records)
+        ahead(records)
+
+    try:
+        revert = deps.reverter.run(evaluation, protected=job.protected, before_write=before_write,
+                                   reconstructed=dequeue_count > 1)
+    except HeldByWindow as held:
+        return _hold(job, held, deps, ctx)
     rows = [remediation_row(ctx, r) for r in revert.records]
     if revert.wrote or revert.evaluation is not None:
         final = revert.evaluation or evaluation
@@ -231,6 +275,37 @@ def _revert(job: RevertJob, nsg: Nsg, dequeue_count: int, deps: JobDeps, ctx: Ro
     if revert.retryable_failure:
         raise TransientError(f"revert of {job.nsg_id} failed transiently: {revert.retryable_failure}")
     return JobOutcome("done", "", rows, revert.records)
+
+
+def _hold(job: RevertJob, held: HeldByWindow, deps: JobDeps, ctx: RowContext) -> JobOutcome:
+    """Over the rolling cap: record what would have been written as ``skipped`` (``blast-radius-nsgs``), then
+    put the job back on the queue, invisible until the window has room. The finding stays Open meanwhile."""
+    from shared.app.revert import RESULT_SKIPPED, RemediationRecord
+    from shared.core.blastradius import SKIP_HELD
+
+    window = deps.window
+    assert window is not None and held.slot.retry_at is not None
+    now = deps.clock()
+    delay = max(1, min(int((held.slot.retry_at - now).total_seconds()) + 1, MAX_QUEUE_DELAY_S))
+    reason = (f"held by the blast-radius cap: {held.slot.used} NSGs were written by revert jobs in the last "
+              f"{int(window.window.total_seconds())} s, at most {window.cap} (REVERT_MAX_NSGS_PER_WINDOW); the "
+              f"finding stays Open and this job runs again at {held.slot.retry_at.isoformat()}")
+    records = [RemediationRecord(r.nsg, r.mode, RESULT_SKIPPED, r.attempt, r.sequence, action=r.action,
+                                 details={"reason": reason, "skipCode": SKIP_HELD, "held": True, "cap": window.cap,
+                                          "windowSeconds": int(window.window.total_seconds()),
+                                          "retryAt": held.slot.retry_at.isoformat(),
+                                          "plannedReason": r.details.get("reason")})
+               for r in held.records]
+    rows = [remediation_row(ctx, r) for r in records]
+    validate_rows(rows)
+    deps.sink.send(rows)  # the audit first: a job that cannot be requeued is retried and says it again
+    if deps.requeue is None:
+        raise TransientError(f"revert of {job.nsg_id} held by the blast-radius window until "
+                             f"{held.slot.retry_at.isoformat()} and no queue to put it back on: retried")
+    deps.requeue.enqueue(job.to_json(), delay_s=delay)
+    log.warning("revert job for %s held by REVERT_MAX_NSGS_PER_WINDOW=%d: requeued for %d s", job.nsg_id,
+                window.cap, delay)
+    return JobOutcome("held", reason, rows, records)
 
 
 def _record_poison(job: RevertJob, dequeue_count: int, exc: Exception, deps: JobDeps) -> None:

@@ -46,14 +46,16 @@ class StorageJobQueue:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def enqueue(self, job: dict[str, Any]) -> None:
+    def enqueue(self, job: dict[str, Any], delay_s: int = 0) -> None:
+        """Send a job; ``delay_s`` > 0 keeps it invisible that long (a job held by the blast-radius window)."""
         from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
         text = json.dumps(job, separators=(",", ":"))
+        delay = {"visibility_timeout": int(delay_s)} if delay_s > 0 else {}
         for attempt in (1, 2):
             try:
                 with storage_errors(f"enqueue revert job for {job.get('nsgId')}"):
-                    self._client.send_message(text)
+                    self._client.send_message(text, **delay)
                 return
             except TransientError as exc:
                 if attempt == 1 and isinstance(exc.__cause__, ResourceNotFoundError):

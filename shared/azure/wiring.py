@@ -107,7 +107,8 @@ def scope_check(settings: Settings, credential: Any) -> Any:
 @cache
 def job_deps() -> JobDeps:
     """The ``revert_job`` function's dependencies (built on the first job of the worker)."""
-    from shared.azure.queue import build_locks
+    from shared.azure.queue import build_locks, build_queue
+    from shared.azure.runwindow import build_window
 
     settings = Settings.from_env()
     credential = make_credential(settings)
@@ -120,7 +121,8 @@ def job_deps() -> JobDeps:
     return JobDeps(reader=network, sink=sink, reverter=reverter, locks=build_locks(settings, credential),
                    in_scope=scope_check(settings, credential) or (lambda nsg_id: True), owner_tag=settings.owner_tag,
                    exempt_tag=settings.exempt_tag, exemption_settings=settings.exemptions,
-                   exemptions=ArmPolicyExemptions(network))
+                   exemptions=ArmPolicyExemptions(network),
+                   window=build_window(settings, credential), requeue=build_queue(settings, credential))
 
 
 @cache

@@ -9,10 +9,14 @@ ranking (so the cap never delays the worst exposures behind milder ones).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.core.errors import InputError
 from shared.core.findings import Finding
 from shared.core.policy import SEVERITY_ORDER
 
@@ -75,3 +79,64 @@ def select(candidates: Iterable[Candidate], cap: int) -> Selection:
             best[key] = c
     ranked: Sequence[Candidate] = sorted(best.values(), key=lambda c: c.rank)
     return Selection(tuple(ranked[:cap]), tuple(ranked[cap:]), cap)
+
+
+# --- the rolling window of queued revert jobs ---------------------------------------------------------------
+
+DEFAULT_ROLLING_MAX_NSGS = 100
+DEFAULT_ROLLING_WINDOW_SECONDS = 3600
+WINDOW_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """The answer of :func:`take`: ``granted``, or held until ``retry_at`` (when the oldest slot frees)."""
+
+    granted: bool
+    entries: dict[str, datetime]  # the window to store back (expired slots dropped)
+    retry_at: datetime | None = None
+    used: int = 0
+
+
+def nsg_key(nsg_id: str) -> str:
+    """A short stable key per NSG (ids are long and case-insensitive)."""
+    return hashlib.sha256(nsg_id.strip().lower().encode()).hexdigest()[:32]
+
+
+def take(entries: dict[str, datetime], nsg_id: str, now: datetime, cap: int, window: timedelta) -> Slot:
+    """Count one NSG against a rolling window shared by every revert job: at most ``cap`` distinct NSGs written
+    per ``window``. An NSG already written in the window writes again for free (a re-plan, a second change on
+    it); one over the cap is held until the oldest slot is ``window`` old. A slot stamped in the future (a
+    skewed clock elsewhere) counts as taken now, so bad clocks never open the window."""
+    live = {k: min(t, now) for k, t in entries.items() if now - min(t, now) < window}
+    key = nsg_key(nsg_id)
+    if key in live:
+        return Slot(True, live, used=len(live))
+    if len(live) < cap:
+        live[key] = now
+        return Slot(True, live, used=len(live))
+    return Slot(False, live, min(live.values()) + window, used=len(live))
+
+
+def window_to_json(entries: dict[str, datetime]) -> bytes:
+    return json.dumps({"v": WINDOW_VERSION, "slots": {k: t.astimezone(UTC).isoformat() for k, t in
+                                                      sorted(entries.items())}}, separators=(",", ":")).encode()
+
+
+def window_from_json(data: bytes | str) -> dict[str, datetime]:
+    """The stored window; a body that is not one (hostile, truncated) is an InputError naming why."""
+    try:
+        doc = json.loads(data or b'{"v":1,"slots":{}}')
+    except ValueError:
+        raise InputError("blast-radius window is not JSON") from None
+    slots = doc.get("slots") if isinstance(doc, dict) else None
+    if not isinstance(slots, dict):
+        raise InputError("blast-radius window has no slots object")
+    out: dict[str, datetime] = {}
+    for key, stamp in slots.items():
+        try:
+            when = datetime.fromisoformat(str(stamp))
+        except ValueError:
+            raise InputError(f"blast-radius window slot {str(key)[:40]!r} has no ISO 8601 time") from None
+        out[str(key)[:64]] = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return out
