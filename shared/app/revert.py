@@ -1,11 +1,12 @@
 """Auto-revert: guard, plan, write through a rule writer, verify after write, re-plan on concurrent change.
 
 ``Reverter`` is the use case (it depends on the small ``NsgReader``/``RuleWriter`` protocols only);
-``shared.azure.remediate.AzureRuleWriter`` is the SDK adapter. NSG PUTs ignore ``If-Match``, so instead of
-trusting an etag every write is followed by a fresh GET and a re-evaluation with the same engine: the targets
-must be gone and the rules must read back exactly as written. A concurrent change that reopens a port is
-re-planned (at most ``max_attempts`` rounds), then recorded as a failure. Our own deny rule evaluates clean
-(the offending rule becomes latent), so the event caused by our write plans nothing: no loops.
+``shared.azure.remediate.AzureRuleWriter`` is the SDK adapter. Rule PUTs carry no ``If-Match`` (the REST spec
+declares none for them; docs/revert.md, Limits), so instead of trusting an etag every write is followed by a
+fresh GET and a re-evaluation with the same engine: the targets must be gone and the rules must read back
+exactly as written. A concurrent change that reopens a port is re-planned (at most ``max_attempts`` rounds),
+then recorded as a failure. Our own deny rule evaluates clean (the offending rule becomes latent), so the event
+caused by our write plans nothing: no loops.
 """
 
 from __future__ import annotations
