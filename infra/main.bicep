@@ -33,6 +33,21 @@ param revertMode string = 'off'
 @description('REVERT_MAX_CHANGES: blast-radius limit per run.')
 param revertMaxChanges int = 10
 
+@minValue(1)
+@maxValue(10000)
+@description('REVERT_MAX_NSGS_PER_RUN: NSGs one sweep may revert, worst first; the rest are held with a skipped row.')
+param revertMaxNsgsPerRun int = 25
+
+@minValue(1)
+@maxValue(10000)
+@description('REVERT_MAX_NSGS_PER_WINDOW: NSGs all revert jobs together may write per rolling window.')
+param revertMaxNsgsPerWindow int = 100
+
+@minValue(1)
+@maxValue(604740)
+@description('REVERT_WINDOW_SECONDS: that rolling window, in seconds.')
+param revertWindowSeconds int = 3600
+
 @description('REVERT_PORT_KINDS: comma list of port kinds that may be reverted (ssh, ssh-custom, management).')
 param revertPortKinds string = 'ssh'
 
@@ -218,6 +233,9 @@ module functionApp 'modules/functionapp.bicep' = {
       MANAGEMENT_PORTS: managementPorts
       REVERT_MODE: effectiveRevertMode
       REVERT_MAX_CHANGES: string(revertMaxChanges)
+      REVERT_MAX_NSGS_PER_RUN: string(revertMaxNsgsPerRun)
+      REVERT_MAX_NSGS_PER_WINDOW: string(revertMaxNsgsPerWindow)
+      REVERT_WINDOW_SECONDS: string(revertWindowSeconds)
       REVERT_PORT_KINDS: revertPortKinds
       EXEMPT_TAG: exemptTag
       OWNER_TAG: ownerTag
