@@ -16,10 +16,13 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.app.locations import item_spans
 from shared.core.errors import InputError
+
+if TYPE_CHECKING:
+    from shared.core.model import Nsg
 
 STDIN = "-"
 _BOMS = (  # longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
@@ -212,6 +215,18 @@ class DocumentChecker:
         key = nsg_key(item)
         if key is None:
             return problems
+        return self._check_key(source, index, key, label, problems)
+
+    def check_parsed(self, source: str, index: int, nsg: Nsg) -> list[InputError]:
+        """:meth:`check_item` for an NSG the typed reader already parsed (shared/app/typednsg.py): its rules
+        are in the file (it has a ``securityRules`` list), so only a repeated id is left to find."""
+        if nsg.id.lower() not in self.seen:  # the common case: nothing to report
+            self.seen[nsg.id.lower()] = (source, index + 1)
+            return []
+        return self._check_key(source, index, nsg.id.lower(), nsg.name or f"#{index + 1}", [])
+
+    def _check_key(self, source: str, index: int, key: str, label: str,
+                   problems: list[InputError]) -> list[InputError]:
         if key in self.seen:
             where, n = self.seen[key]
             problems.append(InputError(f"the same NSG id appears twice (also in {where}, NSG #{n}): scan "

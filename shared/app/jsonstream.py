@@ -14,7 +14,7 @@ import codecs
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ try:  # a pinned dependency; the fallback keeps a bare checkout working
 except ImportError:  # pragma: no cover - exercised only without the dependency
     msgspec = None  # type: ignore[assignment]
 
+Typed = Callable[[memoryview], Any]
 CHUNK = 1 << 20
 _WHITESPACE = " \t\r\n"
 _AFTER_ELEMENT = frozenset(_WHITESPACE + ",]")
@@ -41,11 +42,14 @@ class StreamError(Exception):
     """The list is malformed somewhere: read it whole to report where."""
 
 
-def iter_list_items(path: str | Path, chunk: int = CHUNK) -> Iterator[Any]:
+def iter_list_items(path: str | Path, chunk: int = CHUNK, typed: Typed | None = None) -> Iterator[Any]:
     """The elements of the JSON list in ``path``, one at a time: through msgspec when it is installed (a pinned
-    dependency, 2x faster), else the standard library's decoder. Both give exactly what ``json.load`` gives."""
+    dependency, 2x faster), else the standard library's decoder. Both give exactly what ``json.load`` gives.
+
+    ``typed``: a function from an element's JSON bytes to an object, or None (``shared/app/typednsg.py``): an
+    element it takes is yielded as what it returned instead of the decoded element (msgspec reader only)."""
     if msgspec is not None:
-        return _iter_list_items_msgspec(path, chunk)
+        return _iter_list_items_msgspec(path, chunk, typed)
     return _iter_list_items_json(path, chunk)
 
 
@@ -111,13 +115,17 @@ _TRAILING = re.compile(r"trailing characters \(byte (\d+)\)")
 _WS = re.compile(rb"[ \t\r\n]*")
 _COMMA, _CLOSE, _OPEN = ord(","), ord("]"), ord("[")
 _ITEM, _MORE, _JSON = "item", "more", "json"
+# The typed function is given up on for the rest of a file after this many elements in a row it did not take
+# (a file of another shape, e.g. az's flattened rules, would otherwise pay for two decodes of every NSG).
+TYPED_MISSES = 16
 
 
-def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK) -> Iterator[Any]:
+def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Typed | None = None) -> Iterator[Any]:
     skip_value = msgspec.json.Decoder(msgspec.Raw).decode
     decode = msgspec.json.Decoder().decode
     ws = _WS.match
     count = 0
+    misses = 0
     with open(path, "rb") as f:
         buf = f.read(max(chunk, 3))
         eof = not buf
@@ -164,7 +172,15 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK) -> Iterator[A
                     except RecursionError:
                         step = _JSON
                     if step is _ITEM:
-                        item = _decode_element(decode, view[pos:end])
+                        item = typed(view[pos:end]) if typed is not None else None
+                        if item is None:
+                            item = _decode_element(decode, view[pos:end])
+                            if typed is not None:
+                                misses += 1
+                                if misses >= TYPED_MISSES:
+                                    typed = None
+                        else:
+                            misses = 0
                 if step is not _MORE:
                     break
                 if eof:
@@ -204,19 +220,20 @@ def _more(f: Any, buf: Any, pos: int, chunk: int) -> tuple[Any, int, bool]:
     return buf[pos:] + more, 0, not more
 
 
-def open_nsg_items(path: str | Path) -> tuple[Iterator[Any], NsgDocument | None]:
+def open_nsg_items(path: str | Path, typed: Typed | None = None) -> tuple[Iterator[Any], NsgDocument | None]:
     """The NSG objects of one input file: streamed when the file is a UTF-8 JSON list (document None), else
     read whole by :func:`shared.app.files.load_nsg_document` (every other shape and encoding, stdin, and every
     error worded with file, line and column), which is returned too (paging markers, text for locations).
 
     A list that turns out malformed after some NSGs were yielded raises the whole-file reader's InputError.
+    ``typed`` as in :func:`iter_list_items` (streamed lists only).
     """
     from shared.app.files import STDIN, load_nsg_document
 
     if str(path) == STDIN:
         doc = load_nsg_document(path)
         return iter(doc.items), doc
-    stream = iter_list_items(path)
+    stream = iter_list_items(path, typed=typed)
     try:
         first = next(stream)
     except StopIteration:

@@ -10,10 +10,11 @@ from shared.app.files import DocumentChecker, load_nsg_document, source_name
 from shared.app.jsonstream import open_nsg_items
 from shared.app.locations import locate
 from shared.app.output import ScannedNsg
+from shared.app.typednsg import typed_parser
 from shared.core.attachment import attachment_of
 from shared.core.errors import InputError
 from shared.core.exemptions import DEFAULT_EXEMPT_TAG, ExemptionContext, apply_exemptions
-from shared.core.model import parse_nsg
+from shared.core.model import Nsg, parse_nsg
 from shared.core.policy import Engine
 
 
@@ -29,6 +30,8 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
     otherwise a list file is read NSG by NSG: flat memory on big inputs)."""
     checker = DocumentChecker(allow_partial=allow_partial)
     when = now or datetime.now(UTC)
+    extra_tags = engine.policy.extra_service_tags
+    typed = typed_parser(extra_tags)  # list elements of the common shape straight to an Nsg (issue 15)
     for path in paths:
         source = source_name(path)
         try:
@@ -36,7 +39,7 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
                 doc = load_nsg_document(path)
                 items: Iterator[Any] = iter(doc.items)
             else:
-                items, doc = open_nsg_items(path)
+                items, doc = open_nsg_items(path, typed)
         except InputError as exc:
             errors.append(exc.located(source=source))
             continue
@@ -55,17 +58,22 @@ def scan_files(paths: Iterable[str], engine: Engine, errors: list[InputError], *
                 errors.append(exc.located(source=source))
                 break
             index += 1
-            problems = checker.check_item(source, index, item)
-            errors.extend(problems)
-            try:
-                nsg = parse_nsg(item, engine.policy.extra_service_tags)
-            except InputError as exc:
-                located = exc.located(source=source)
-                if located.nsg in (None, "<unnamed>"):
-                    located = InputError(located.reason, source=source, nsg=f"#{index + 1}",
-                                         rule=located.rule, field=located.field)
-                errors.append(located)
-                continue
+            if type(item) is Nsg:  # parsed by the typed reader: exactly parse_nsg's Nsg for this element
+                nsg = item
+                problems = checker.check_parsed(source, index, nsg)
+                errors.extend(problems)
+            else:
+                problems = checker.check_item(source, index, item)
+                errors.extend(problems)
+                try:
+                    nsg = parse_nsg(item, extra_tags)
+                except InputError as exc:
+                    located = exc.located(source=source)
+                    if located.nsg in (None, "<unnamed>"):
+                        located = InputError(located.reason, source=source, nsg=f"#{index + 1}",
+                                             rule=located.rule, field=located.field)
+                    errors.append(located)
+                    continue
             if problems:  # incomplete or a duplicate: already an error, never a verdict
                 continue
             evaluation = apply_exemptions(engine.evaluate(nsg), exempt_tag, when, exemptions)

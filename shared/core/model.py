@@ -347,52 +347,58 @@ _HEADS: dict[tuple[Any, ...], tuple[str, str, str, PortSet, PortSet]] = {}
 _HEADS_MAX = 4096
 
 
-def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], nsg_id: str,
-                default: bool, extra_tags: frozenset[str], values: Sequence[Any] | None = None) -> Rule:
+def _build_rule(name: str, envelope: Mapping[str, Any] | None, props: Mapping[str, Any] | None, nsg_id: str,
+                default: bool, extra_tags: frozenset[str], values: Sequence[Any] | None = None,
+                rule_id: Any = None) -> Rule:
     """One rule of the common shape in one pass: every field read once, the repeated part (direction,
     access, protocol, single port ranges) looked up, the rest validated inline. Anything else (plural port
     ranges, ASGs, destination lists, a value of the wrong type, a first-seen head) goes to
-    :func:`_build_rule_checked`, which also words every error."""
+    :func:`_build_rule_checked`, which also words every error.
+
+    ``envelope``/``props`` None: a typed decoder read the rule (``values`` in ``_FAST_FIELDS`` order and
+    ``rule_id``); the checked path then gets them as the mappings they were decoded from would read."""
     (priority, direction, access, protocol, dst_single, dst_plural, sp_single, sp_plural, src_single, src_plural,
      src_asgs, dst_prefix, dst_prefixes, dst_asgs, description) = \
-        map(props.get, _FAST_FIELDS) if values is None else values
-    rule_id = envelope.get("id")
+        map(props.get, _FAST_FIELDS) if values is None else values  # type: ignore[union-attr]
+    if envelope is not None:
+        rule_id = envelope.get("id")
     if (type(priority) is not int or src_asgs is not None or dst_asgs is not None
             or (sp_plural is not None and sp_plural != [])
             or (dst_prefixes is not None and dst_prefixes != []) or (rule_id is not None and type(rule_id) is not str)
             or (description is not None and (type(description) is not str or not description))
             or (dst_prefix is not None and (type(dst_prefix) is not str or not dst_prefix))
             or (src_single is not None and (type(src_single) is not str or not src_single))):
-        return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+        return _checked(name, envelope, props, values, rule_id, nsg_id, default, extra_tags)
     if not ((65000 <= priority <= 65500) if default else (100 <= priority <= 4096)):
-        return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+        return _checked(name, envelope, props, values, rule_id, nsg_id, default, extra_tags)
     if dst_plural is None or dst_plural == []:
         dst_plural = ()
     elif type(dst_plural) is list:
         dst_plural = tuple(dst_plural)  # only ever found in the cache if every entry is a string
     else:
-        return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+        return _checked(name, envelope, props, values, rule_id, nsg_id, default, extra_tags)
     key = (direction, access, protocol, dst_single, dst_plural, sp_single)
     try:
         head = _HEADS.get(key)
     except TypeError:  # a list or an object where a string belongs: the checked path says which
         head = None
     if head is None:
-        rule = _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
+        rule = _checked(name, envelope, props, values, rule_id, nsg_id, default, extra_tags)
         if len(_HEADS) >= _HEADS_MAX:
             _HEADS.clear()
         _HEADS[key] = (rule.direction, rule.access, rule.protocol, rule.destination_ports, rule.source_ports)
         return rule
     if src_plural is None or src_plural == []:
         if src_single is None:  # no source at all: the checked path words it
-            return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default,
-                                       extra_tags=extra_tags)
+            return _checked(name, envelope, props, values, rule_id, nsg_id, default, extra_tags)
         src_plural = ()
         sources: tuple[SourceToken, ...] = (parse_source_token(src_single, extra_tags),)
-    else:
-        src_plural = _str_list(props, "sourceAddressPrefixes")
+    elif type(src_plural) is list and set(map(type, src_plural)) == _ONLY_STR:  # checked in C
+        src_plural = tuple(src_plural)
         tokens = dict.fromkeys(((src_single,) if src_single is not None else ()) + src_plural)
         sources = tuple([parse_source_token(t, extra_tags) for t in tokens])
+    else:  # not a list of strings: the checked path words it
+        return _checked(name, envelope, props, values, rule_id, nsg_id, default, extra_tags)
     if dst_prefix is not None and dst_prefix != "*":
         parse_source_token(dst_prefix, extra_tags)  # validated, as the checked path does
     if rule_id is None:
@@ -402,6 +408,18 @@ def _build_rule(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any]
         src_single, src_plural, (), sp_single or None, (), dst_single or None, dst_plural,
         dst_prefix, (), (), description, default, head[4],
     )
+
+
+def _checked(name: str, envelope: Mapping[str, Any] | None, props: Mapping[str, Any] | None,
+             values: Sequence[Any] | None, rule_id: Any, nsg_id: str, default: bool,
+             extra_tags: frozenset[str]) -> Rule:
+    """:func:`_build_rule_checked`, given the mappings a typed decoder did not build: a missing field and a
+    null one read the same there (``get``, ``_require``), so the fields as decoded are the same input."""
+    if props is None:
+        props = dict(zip(_FAST_FIELDS, values, strict=True))  # type: ignore[arg-type]
+    if envelope is None:
+        envelope = {"id": rule_id}
+    return _build_rule_checked(name, envelope, props, nsg_id=nsg_id, default=default, extra_tags=extra_tags)
 
 
 def _build_rule_checked(name: str, envelope: Mapping[str, Any], props: Mapping[str, Any], *, nsg_id: str,
@@ -570,6 +588,53 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset(), *, strict: boo
         )
     except InputError as exc:
         raise exc.located(nsg=label) from None
+
+
+def nsg_from_typed(doc: Any, extra_tags: frozenset[str], pick: Any) -> Nsg:
+    """The :class:`Nsg` that :func:`parse_nsg` builds, from an NSG a typed decoder already checked the shape
+    and types of (``shared/app/typednsg.py``): ``doc`` has ``name``, ``id``, ``type`` (str or None),
+    ``location``, ``etag``, ``tags`` (str -> str or None), ``subscriptionId``, ``resourceGroup`` and
+    ``properties`` with ``securityRules`` (a list), ``defaultSecurityRules``, ``subnets`` and
+    ``networkInterfaces`` (lists or None); each rule ``name``, ``id`` (str or None) and ``properties``, whose
+    :data:`_FAST_FIELDS` ``pick`` reads at once. Raises InputError for anything :func:`parse_nsg` might word
+    otherwise (the caller then parses the NSG's dict), so it never words an error of its own."""
+    rtype = doc.type
+    if rtype is not None and rtype.lower() != NSG_TYPE:
+        raise InputError("not a network security group")
+    nsg_id = doc.id
+    props = doc.properties
+    rules = _typed_rules(props.securityRules, nsg_id, False, extra_tags, pick)
+    defaults = props.defaultSecurityRules
+    defaults = _typed_rules(defaults, nsg_id, True, extra_tags, pick) if defaults else ()
+    _check_unique_priorities(rules)
+    sub = doc.subscriptionId
+    rg = doc.resourceGroup
+    if not sub or not rg:
+        id_sub, id_rg = subscription_and_group(nsg_id)
+        sub = sub or id_sub
+        rg = rg or id_rg
+    etag = doc.etag
+    location = doc.location
+    tags = doc.tags
+    subnets = props.subnets
+    nics = props.networkInterfaces
+    return _make_nsg(  # positional, in Nsg's field order, as parse_nsg builds it
+        nsg_id, doc.name, rules, defaults, location if isinstance(location, str) else None, str(sub), str(rg),
+        etag if isinstance(etag, str) else None, tuple(sorted(tags.items())) if tags else (),
+        tuple([s.id for s in subnets]) if subnets else (), tuple([n.id for n in nics]) if nics else (), (),
+    )
+
+
+def _typed_rules(raw: Sequence[Any], nsg_id: str, default: bool, extra_tags: frozenset[str],
+                 pick: Any) -> tuple[Rule, ...]:
+    build = _build_rule
+    out = []
+    for obj in raw:
+        name = obj.name
+        if not name:
+            raise InputError("security rule without a 'name'")
+        out.append(build(name, None, None, nsg_id, default, extra_tags, pick(obj.properties), obj.id))
+    return tuple(out)
 
 
 def _check_unique_priorities(rules: Sequence[Rule]) -> None:
