@@ -4,7 +4,7 @@ Issue 15: decoding a list element into dicts and then reading every field back o
 rest of the parse. msgspec can decode the JSON bytes of an NSG into typed structs instead, checking the shape and
 the type of every field in C (3.4 to 2.6 µs/rule for the decode, 1.1 to 0.4 for the field reads, bench/README.md).
 This is a fast path only: whatever the structs do not take (an unknown rule field, the ``az`` flattened shape, a
-null or a value of another type, an ASG, anything :func:`shared.core.model.nsg_from_typed` does not build)
+null or a value of another type, an ASG, anything :func:`shared.core.model.typed_nsg_builder` does not build)
 makes :func:`typed_parser` return None, and the caller decodes the same bytes into dicts for
 :func:`shared.core.model.parse_nsg`, which accepts or words the error exactly as before. Every struct's fields
 are read by the dict path with ``get``, so a missing field and a null one are the same input there too.
@@ -16,8 +16,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
 
-from shared.core.errors import InputError
-from shared.core.model import _FAST_FIELDS, RULE_ENVELOPE_KEYS, RULE_PROPERTY_KEYS, Nsg, nsg_from_typed
+from shared.core.model import _FAST_FIELDS, RULE_ENVELOPE_KEYS, RULE_PROPERTY_KEYS, Nsg, typed_nsg_builder
 
 try:  # a pinned dependency; the fallback keeps a bare checkout working
     import msgspec
@@ -91,22 +90,39 @@ def typed_parser(extra_tags: frozenset[str] = frozenset()) -> Callable[[Any], Ns
     document (``strict`` or not: a document this takes has no unknown rule field), or None when the document
     is not of the common shape or not valid (the caller then decodes it into dicts and parses those). None
     instead of a parser when msgspec is not installed."""
-    if msgspec is None:
+    pieces = typed_pieces(extra_tags)
+    if pieces is None:
         return None
-    decode = msgspec.json.Decoder(TypedNsg).decode
-    pick = attrgetter(*_FAST_FIELDS)
-    failures = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+    decode, build = pieces
 
     def parse(data: Any) -> Nsg | None:
-        try:
-            doc = decode(data)
-        except failures:
-            return None
-        if doc.securityRules is not _UNSET:
-            return None
-        try:
-            return nsg_from_typed(doc, extra_tags, pick)
-        except InputError:
-            return None
+        doc = decode(data)
+        return None if doc is None else build(doc)
 
     return parse
+
+
+def typed_pieces(extra_tags: frozenset[str] = frozenset()) -> tuple[Callable[[Any], Any],
+                                                                 Callable[[Any], Nsg | None]] | None:
+    """The two halves of :func:`typed_parser` (``bench/engine.py --stages`` times them apart): bytes to a
+    :class:`TypedNsg` or None, and that to an Nsg or None."""
+    if msgspec is None:
+        return None
+    decoder = msgspec.json.Decoder(TypedNsg).decode
+    build_nsg = typed_nsg_builder(extra_tags, attrgetter(*_FAST_FIELDS))
+    failures = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+
+    def decode(data: Any) -> Any:
+        try:
+            doc = decoder(data)
+        except failures:
+            return None
+        return doc if doc.securityRules is _UNSET else None
+
+    def build(doc: Any) -> Nsg | None:
+        try:
+            return build_nsg(doc)
+        except Exception:  # InputError or anything else: the dict path decides, and words it
+            return None
+
+    return decode, build

@@ -4,6 +4,12 @@ A frozen dataclass's generated ``__init__`` goes through ``object.__setattr__`` 
 costs about 2.5x a plain assignment. The parser builds one ``Rule`` per rule of every NSG in a sweep,
 so it uses :func:`fast_constructor`, which fills the slots directly. The object is the same frozen
 dataclass afterwards (equality, hash, repr and immutability unchanged).
+
+How (issue 15): the slots are filled on an instance of a private twin class with the same ``__slots__`` (plain
+attribute stores, which the interpreter specialises: 0.33 against 1.1 µs for the 21 fields of a ``Rule`` when
+each store went through the slot descriptor's ``__set__``), then the instance's ``__class__`` is set to the
+dataclass before anyone else sees it. Python allows that only between classes of the same layout and slot
+names, and checks it once here: a class where it is refused gets the descriptor-based constructor.
 """
 
 from __future__ import annotations
@@ -16,22 +22,46 @@ T = TypeVar("T")
 
 
 def fast_constructor(cls: type[T]) -> Callable[..., T]:
-    """Return ``make(*values)`` taking every field positionally, in declaration order, no defaults.
+    """Return ``make(*values)`` taking every field positionally, in declaration order, no defaults; slots that
+    are not fields are set to None. What it returns is an instance of ``cls`` itself, fully built.
 
-    Like ``dataclasses`` itself, the function is generated as source so each slot store is one call.
+    Like ``dataclasses`` itself, the function is generated as source so each slot store is one statement.
     """
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    extra = [name for name in getattr(cls, "__slots__", ()) if name not in names]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def make({', '.join(f'v{i}' for i in range(len(names)))}):", "    o = _new(_cls)"]
-    for i, name in enumerate(names):
-        namespace[f"_s{i}"] = getattr(cls, name).__set__
-        lines.append(f"    _s{i}(o, v{i})")
-    for j, name in enumerate(extra):
-        namespace[f"_x{j}"] = getattr(cls, name).__set__
-        lines.append(f"    _x{j}(o, None)")
-    lines.append("    return o")
+    slots = tuple(getattr(cls, "__slots__", ()))
+    extra = [name for name in slots if name not in names]
+    params = ", ".join(f"v{i}" for i in range(len(names)))
+    twin = _twin(cls, slots, names)
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
+    if twin is not None:
+        lines = [f"def make({params}):", "    o = _new(_twin)"]
+        lines += [f"    o.{name} = v{i}" for i, name in enumerate(names)]
+        lines += [f"    o.{name} = None" for name in extra]
+        lines += ["    o.__class__ = _cls", "    return o"]
+    else:
+        lines = [f"def make({params}):", "    o = _new(_cls)"]
+        for i, name in enumerate(names):
+            namespace[f"_s{i}"] = getattr(cls, name).__set__
+            lines.append(f"    _s{i}(o, v{i})")
+        for j, name in enumerate(extra):
+            namespace[f"_x{j}"] = getattr(cls, name).__set__
+            lines.append(f"    _x{j}(o, None)")
+        lines.append("    return o")
     exec("\n".join(lines), namespace)
     make = namespace["make"]
     make.__qualname__ = f"fast_constructor({cls.__name__})"
     return make  # type: ignore[no-any-return]
+
+
+def _twin(cls: type, slots: tuple[str, ...], names: list[str]) -> type | None:
+    """A plain class with ``cls``'s slots whose instances may become ``cls`` instances, or None."""
+    if cls.__bases__ != (object,) or not slots or "__dict__" in slots \
+            or not all(name.isidentifier() and not name.startswith("__") for name in (*names, *slots)):
+        return None
+    twin = type(f"_{cls.__name__}UnderConstruction", (), {"__slots__": slots, "__module__": cls.__module__})
+    try:
+        probe = object.__new__(twin)
+        probe.__class__ = cls
+    except TypeError:  # a layout Python will not switch between
+        return None
+    return twin

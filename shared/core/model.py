@@ -13,7 +13,7 @@ evaluated (``strict=False``; user files and PUT bodies keep ``strict=True``), an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -590,51 +590,100 @@ def parse_nsg(obj: Any, extra_tags: frozenset[str] = frozenset(), *, strict: boo
         raise exc.located(nsg=label) from None
 
 
-def nsg_from_typed(doc: Any, extra_tags: frozenset[str], pick: Any) -> Nsg:
-    """The :class:`Nsg` that :func:`parse_nsg` builds, from an NSG a typed decoder already checked the shape
-    and types of (``shared/app/typednsg.py``): ``doc`` has ``name``, ``id``, ``type`` (str or None),
-    ``location``, ``etag``, ``tags`` (str -> str or None), ``subscriptionId``, ``resourceGroup`` and
-    ``properties`` with ``securityRules`` (a list), ``defaultSecurityRules``, ``subnets`` and
+def typed_nsg_builder(extra_tags: frozenset[str], pick: Any) -> Callable[[Any], Nsg]:
+    """``build(doc) -> Nsg``: the :class:`Nsg` that :func:`parse_nsg` builds, from an NSG a typed decoder
+    already checked the shape and types of (``shared/app/typednsg.py``): ``doc`` has ``name``, ``id``, ``type``
+    (str or None), ``location``, ``etag``, ``tags`` (str -> str, or None), ``subscriptionId``, ``resourceGroup``
+    and ``properties`` with ``securityRules`` (a list), ``defaultSecurityRules``, ``subnets`` and
     ``networkInterfaces`` (lists or None); each rule ``name``, ``id`` (str or None) and ``properties``, whose
-    :data:`_FAST_FIELDS` ``pick`` reads at once. Raises InputError for anything :func:`parse_nsg` might word
-    otherwise (the caller then parses the NSG's dict), so it never words an error of its own."""
-    rtype = doc.type
-    if rtype is not None and rtype.lower() != NSG_TYPE:
-        raise InputError("not a network security group")
-    nsg_id = doc.id
-    props = doc.properties
-    rules = _typed_rules(props.securityRules, nsg_id, False, extra_tags, pick)
-    defaults = props.defaultSecurityRules
-    defaults = _typed_rules(defaults, nsg_id, True, extra_tags, pick) if defaults else ()
-    _check_unique_priorities(rules)
-    sub = doc.subscriptionId
-    rg = doc.resourceGroup
-    if not sub or not rg:
-        id_sub, id_rg = subscription_and_group(nsg_id)
-        sub = sub or id_sub
-        rg = rg or id_rg
-    etag = doc.etag
-    location = doc.location
-    tags = doc.tags
-    subnets = props.subnets
-    nics = props.networkInterfaces
-    return _make_nsg(  # positional, in Nsg's field order, as parse_nsg builds it
-        nsg_id, doc.name, rules, defaults, location if isinstance(location, str) else None, str(sub), str(rg),
-        etag if isinstance(etag, str) else None, tuple(sorted(tags.items())) if tags else (),
-        tuple([s.id for s in subnets]) if subnets else (), tuple([n.id for n in nics]) if nics else (), (),
-    )
+    :data:`_FAST_FIELDS` ``pick`` reads at once, typed as in SecurityRulePropertiesFormat. ``build`` raises
+    InputError for anything :func:`parse_nsg` might reject (the caller then parses the NSG's dict, which says
+    what is wrong), so it never words an error of its own.
+
+    A rule of the common shape is built inline: its head found in :data:`_HEADS`, its address tokens in a
+    cache of this builder filled from :func:`parse_source_token`; anything else goes through
+    :func:`_build_rule`, the dict path's own rule builder, given the same values."""
+    tokens: dict[str, SourceToken] = {}  # address token -> parse_source_token(token, extra_tags)
+    heads = _HEADS
+    make_rule = _make_rule
+    build_rule = _build_rule
+
+    def rules_of(raw: Sequence[Any], nsg_id: str, default: bool) -> tuple[Rule, ...]:
+        low, high = (65000, 65500) if default else (100, 4096)
+        out = []
+        for obj in raw:
+            name = obj.name
+            if not name:
+                raise InputError("security rule without a 'name'")
+            rule_id = obj.id
+            values = pick(obj.properties)
+            (priority, direction, access, protocol, dst_single, dst_plural, sp_single, sp_plural, src_single,
+             src_plural, src_asgs, dst_prefix, dst_prefixes, dst_asgs, description) = values
+            head = None
+            if (low <= priority <= high and not src_asgs and not dst_asgs and not sp_plural and not dst_prefixes
+                    and description != "" and src_single != "" and dst_prefix != ""):
+                head = heads.get((direction, access, protocol, dst_single, tuple(dst_plural) if dst_plural else (),
+                                  sp_single))
+            if head is not None and (src_single is not None or src_plural):
+                if src_plural:
+                    texts = dict.fromkeys(((src_single,) if src_single is not None else ()) + tuple(src_plural))
+                    sources = tuple([tokens.get(t) or _token(tokens, t, extra_tags) for t in texts])
+                    src_plural = tuple(src_plural)
+                else:
+                    sources = (tokens.get(src_single) or _token(tokens, src_single, extra_tags),)
+                    src_plural = ()
+                if dst_prefix is not None and dst_prefix != "*" and dst_prefix not in tokens:
+                    _token(tokens, dst_prefix, extra_tags)  # validated, as the checked path does
+                if rule_id is None:
+                    rule_id = f"{nsg_id}/{'defaultSecurityRules' if default else 'securityRules'}/{name}"
+                out.append(make_rule(  # positional, in Rule's field order, as _build_rule builds it
+                    name, rule_id, priority, head[0], head[1], head[2], sources, head[3],
+                    src_single, src_plural, (), sp_single or None, (), dst_single or None,
+                    tuple(dst_plural) if dst_plural else (), dst_prefix, (), (), description, default, head[4],
+                ))
+            else:
+                out.append(build_rule(name, None, None, nsg_id, default, extra_tags, values, rule_id))
+        return tuple(out)
+
+    def build(doc: Any) -> Nsg:
+        rtype = doc.type
+        if rtype is not None and rtype.lower() != NSG_TYPE:
+            raise InputError("not a network security group")
+        nsg_id = doc.id
+        props = doc.properties
+        rules = rules_of(props.securityRules, nsg_id, False)
+        defaults = props.defaultSecurityRules
+        defaults = rules_of(defaults, nsg_id, True) if defaults else ()
+        _check_unique_priorities(rules)
+        sub = doc.subscriptionId
+        rg = doc.resourceGroup
+        if not sub or not rg:
+            id_sub, id_rg = subscription_and_group(nsg_id)
+            sub = sub or id_sub
+            rg = rg or id_rg
+        etag = doc.etag
+        location = doc.location
+        tags = doc.tags
+        subnets = props.subnets
+        nics = props.networkInterfaces
+        return _make_nsg(  # positional, in Nsg's field order, as parse_nsg builds it
+            nsg_id, doc.name, rules, defaults, location if isinstance(location, str) else None, str(sub),
+            str(rg), etag if isinstance(etag, str) else None, tuple(sorted(tags.items())) if tags else (),
+            tuple([s.id for s in subnets]) if subnets else (), tuple([n.id for n in nics]) if nics else (), (),
+        )
+
+    return build
 
 
-def _typed_rules(raw: Sequence[Any], nsg_id: str, default: bool, extra_tags: frozenset[str],
-                 pick: Any) -> tuple[Rule, ...]:
-    build = _build_rule
-    out = []
-    for obj in raw:
-        name = obj.name
-        if not name:
-            raise InputError("security rule without a 'name'")
-        out.append(build(name, None, None, nsg_id, default, extra_tags, pick(obj.properties), obj.id))
-    return tuple(out)
+_TOKENS_MAX = 65536
+
+
+def _token(cache: dict[str, SourceToken], text: str, extra_tags: frozenset[str]) -> SourceToken:
+    token = parse_source_token(text, extra_tags)  # raises InputError for a token the checked path rejects
+    if len(cache) >= _TOKENS_MAX:
+        cache.clear()
+    cache[text] = token
+    return token
 
 
 def _check_unique_priorities(rules: Sequence[Rule]) -> None:
