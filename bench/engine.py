@@ -126,9 +126,9 @@ except ImportError:  # a reference tree from before the layout (e.g. 69279d5)
     from shared.policy import Engine
     from shared.model import Nsg
 try:  # the typed reader (issue 15, third push): list elements straight to an Nsg, its two halves timed apart
-    from shared.app.typednsg import typed_pieces
+    from shared.app.typednsg import typed_parser
 except ImportError:
-    typed_pieces = None
+    typed_parser = None
 path, repeats = sys.argv[1], int(sys.argv[2])
 args = build_parser().parse_args(['scan', path, '--format', 'json'])
 clock = time.process_time
@@ -140,18 +140,17 @@ for _ in range(repeats):
     now = datetime.now(UTC)
     spent = [0.0] * 6
     typed = None
-    if typed_pieces is not None:
-        typed_decode, typed_build = typed_pieces(engine.policy.extra_service_tags)
+    if typed_parser is not None:
+        typed = typed_parser(engine.policy.extra_service_tags)
         built = [0.0]
 
-        def typed(data):
-            doc = typed_decode(data)
-            if doc is None:
-                return None
+        def timed_build(doc, build=typed.build):
             t = clock()
-            nsg = typed_build(doc)
+            nsg = build(doc)
             built[0] += clock() - t
             return nsg
+
+        typed.build = timed_build
     items = iter_list_items(path) if typed is None else iter_list_items(path, typed=typed)
     index = 0
     while True:

@@ -118,14 +118,33 @@ _ITEM, _MORE, _JSON = "item", "more", "json"
 # The typed function is given up on for the rest of a file after this many elements in a row it did not take
 # (a file of another shape, e.g. az's flattened rules, would otherwise pay for two decodes of every NSG).
 TYPED_MISSES = 16
+# Runs of elements (below): elements read one by one after a run that failed, doubling after each failure.
+RUN_PAUSE = 32
+RUN_BYTES = 48 << 10  # a run's text at most: the structs of a longer run outgrow the CPU caches (slower)
 
 
-def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Typed | None = None) -> Iterator[Any]:
+def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = None) -> Iterator[Any]:
+    """Element by element, or a run of whole elements at once when the file repeats a separator.
+
+    A run: the bytes between two elements of the file (``}, {"name": "nsg-`` in a compact list, ``},\n  {\n``
+    in an indented one: the end of one element, the comma, the start of the next, as far as the first two
+    elements start alike) are learnt from the first elements, and the last place they occur in the buffer is
+    taken as the end of an element. ``[`` + the text up to there + ``]`` is then decoded as one list, into
+    typed structs when ``typed`` has ``many`` (one pass over the text instead of a skip and a decode per
+    element), else into ``msgspec.Raw`` slices. That the list decodes proves the place right: a JSON object
+    ends at its closing brace whatever follows, so each element is the one the file holds there, and a place
+    inside an element or a string leaves a bracket or a quote open and fails. A run that fails is read
+    element by element."""
     skip_value = msgspec.json.Decoder(msgspec.Raw).decode
+    raw_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
     decode = msgspec.json.Decoder().decode
+    many = getattr(typed, "many", None)
+    build = getattr(typed, "build", None)
     ws = _WS.match
     count = 0
     misses = 0
+    pattern: bytes | None = None  # the separator between two elements, once learnt
+    pause, pause_next = 0, RUN_PAUSE
     with open(path, "rb") as f:
         buf = f.read(max(chunk, 3))
         eof = not buf
@@ -158,6 +177,40 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Typed 
                 if buf[pos] != _COMMA:
                     raise StreamError("expected ','")
                 pos = ws(buf, pos + 1).end()
+            if pattern is not None and pause <= 0:
+                cut = buf.rfind(pattern, pos, pos + RUN_BYTES)
+                if cut > pos:
+                    run = b"[" + buf[pos:cut + 1] + b"]"
+                    docs = many(run) if many is not None else None
+                    raws = None
+                    if docs is None:
+                        try:
+                            raws = raw_list(run)
+                        except (msgspec.DecodeError, RecursionError):
+                            pause, pause_next = pause_next, 2 * pause_next  # element by element for a while
+                    if docs is not None or raws is not None:
+                        for i in range(len(docs) if docs is not None else len(raws)):  # type: ignore[arg-type]
+                            item = None
+                            if docs is not None:
+                                item = build(docs[i])  # type: ignore[misc]
+                                docs[i] = None  # one NSG's structs alive at a time, as element by element
+                            elif typed is not None:
+                                item = typed(raws[i])  # type: ignore[index]
+                                if item is None:
+                                    misses += 1
+                                    if misses >= TYPED_MISSES:
+                                        typed = many = None
+                                else:
+                                    misses = 0
+                            if item is None:
+                                if raws is None:
+                                    raws = raw_list(run)
+                                item = _decode_element(decode, raws[i])
+                            count += 1
+                            yield item
+                        first = False
+                        pos = cut + 1
+                        continue
             while True:
                 pos = ws(buf, pos).end()
                 with memoryview(buf) as view:
@@ -178,7 +231,7 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Typed 
                             if typed is not None:
                                 misses += 1
                                 if misses >= TYPED_MISSES:
-                                    typed = None
+                                    typed = many = None
                         else:
                             misses = 0
                 if step is not _MORE:
@@ -188,12 +241,31 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Typed 
                 buf, pos, eof = _more(f, buf, pos, chunk)  # cut by the chunk: read on
             if step is _JSON:
                 break  # not JSON to msgspec (NaN, Infinity...) or an error of another form: json takes over
+            if pattern is None and pause <= 0:
+                pattern = _separator(buf, pos, end)
+            pause -= 1
             first = False
             pos = end
             count += 1
             yield item
     # The rest of the list through the standard library's decoder (which says what is wrong, if anything).
     yield from itertools.islice(_iter_list_items_json(path, chunk), count, None)
+
+
+def _separator(buf: bytes, start: int, end: int) -> bytes | None:
+    """The bytes from the last of the element at ``start:end`` to the start of the next element as far as
+    both start alike (at least ``{"``), when the next element is in the buffer and both are objects."""
+    after = _WS.match(buf, end).end()
+    if buf[start:start + 1] != b"{" or buf[after:after + 1] != b",":
+        return None
+    nxt = _WS.match(buf, after + 1).end()
+    head, other = buf[start:start + 64], buf[nxt:nxt + 64]
+    same = 0
+    while same < min(len(head), len(other)) and head[same] == other[same]:
+        same += 1
+    if same < 2 or buf[end - 1:end] != b"}":
+        return None
+    return buf[end - 1:nxt + same]
 
 
 def _decode_element(decode: Any, data: memoryview) -> Any:

@@ -85,44 +85,55 @@ if msgspec is not None:
     assert set(TypedRule.__struct_fields__) == RULE_ENVELOPE_KEYS
 
 
-def typed_parser(extra_tags: frozenset[str] = frozenset()) -> Callable[[Any], Nsg | None] | None:
-    """``parse(json_bytes) -> Nsg | None``: the Nsg :func:`shared.core.model.parse_nsg` builds from the same
-    document (``strict`` or not: a document this takes has no unknown rule field), or None when the document
-    is not of the common shape or not valid (the caller then decodes it into dicts and parses those). None
-    instead of a parser when msgspec is not installed."""
-    pieces = typed_pieces(extra_tags)
-    if pieces is None:
-        return None
-    decode, build = pieces
+class TypedReader:
+    """``reader(json_bytes) -> Nsg | None`` for one NSG document, plus the pieces the list reader uses for a run
+    of elements at once (``shared/app/jsonstream.py``): :meth:`many` decodes a JSON list of NSGs into structs
+    in one call, :meth:`build` turns one struct into the Nsg (or None). Every None means: decode the same bytes
+    into dicts and give them to :func:`shared.core.model.parse_nsg`."""
 
-    def parse(data: Any) -> Nsg | None:
-        doc = decode(data)
-        return None if doc is None else build(doc)
+    __slots__ = ("_many", "_one", "build")
 
-    return parse
+    def __init__(self, extra_tags: frozenset[str]) -> None:
+        self._one = msgspec.json.Decoder(TypedNsg).decode
+        self._many = msgspec.json.Decoder(list[TypedNsg]).decode
+        build_nsg = typed_nsg_builder(extra_tags, attrgetter(*_FAST_FIELDS))
+
+        def build(doc: Any) -> Nsg | None:
+            if doc.securityRules is not _UNSET:  # both shapes at once: parse_nsg words it
+                return None
+            try:
+                return build_nsg(doc)
+            except Exception:  # InputError or anything else: the dict path decides, and words it
+                return None
+
+        self.build: Callable[[Any], Nsg | None] = build
+
+    def __call__(self, data: Any) -> Nsg | None:
+        try:
+            doc = self._one(data)
+        except _FAILURES:
+            return None
+        return self.build(doc)
+
+    def many(self, data: Any) -> list[Any] | None:
+        """The structs of a JSON list of NSG documents, or None when one of them does not fit (or the text is
+        not a JSON list msgspec reads)."""
+        try:
+            return self._many(data)  # type: ignore[no-any-return]
+        except _FAILURES:
+            return None
 
 
-def typed_pieces(extra_tags: frozenset[str] = frozenset()) -> tuple[Callable[[Any], Any],
-                                                                 Callable[[Any], Nsg | None]] | None:
-    """The two halves of :func:`typed_parser` (``bench/engine.py --stages`` times them apart): bytes to a
-    :class:`TypedNsg` or None, and that to an Nsg or None."""
+_FAILURES: tuple[type[BaseException], ...] = (UnicodeDecodeError, RecursionError)
+if msgspec is not None:
+    _FAILURES = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
+
+
+def typed_parser(extra_tags: frozenset[str] = frozenset()) -> TypedReader | None:
+    """The :class:`TypedReader` for a scan with these extra service tags: ``parse(json_bytes)`` gives the Nsg
+    :func:`shared.core.model.parse_nsg` builds from the same document (``strict`` or not: a document this takes
+    has no unknown rule field), or None when the document is not of the common shape or not valid (the caller
+    then decodes it into dicts and parses those). None instead of a reader when msgspec is not installed."""
     if msgspec is None:
         return None
-    decoder = msgspec.json.Decoder(TypedNsg).decode
-    build_nsg = typed_nsg_builder(extra_tags, attrgetter(*_FAST_FIELDS))
-    failures = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError)
-
-    def decode(data: Any) -> Any:
-        try:
-            doc = decoder(data)
-        except failures:
-            return None
-        return doc if doc.securityRules is _UNSET else None
-
-    def build(doc: Any) -> Nsg | None:
-        try:
-            return build_nsg(doc)
-        except Exception:  # InputError or anything else: the dict path decides, and words it
-            return None
-
-    return decode, build
+    return TypedReader(extra_tags)
