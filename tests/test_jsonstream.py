@@ -129,3 +129,73 @@ def test_scan_of_a_list_truncated_mid_way_is_a_clear_error(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and "not valid JSON" in captured.err and "line" in captured.err
     assert "Traceback" not in captured.err
+
+
+# --- runs of elements decoded at once (issue 15, third push) ---------------------------------------------------
+
+# Strings that look like the separator between two list elements, in every layout json.dumps writes.
+LOOKALIKES = ['}, {"name": "n', '},{"name":"n', '},\n {\n  "name": "n', '}]', '"}, {"', "},", "{", "}", '\\"}, {"']
+objects_like_nsgs = st.recursive(
+    st.one_of(st.sampled_from(LOOKALIKES), st.text(max_size=6), st.integers(), st.none()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.fixed_dictionaries({"name": st.sampled_from(["n1", "n2", "nsg-1", *LOOKALIKES])},
+                                                  optional={"properties": inner, "x": inner})),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(st.fixed_dictionaries({"name": st.sampled_from(["n1", "n2", "nsg-1", *LOOKALIKES])},
+                                            optional={"properties": objects_like_nsgs, "id": st.text(max_size=4)}),
+                      max_size=12),
+       layout=st.sampled_from([None, 0, 1, 2, "compact"]), chunk=st.integers(8, 600),
+       run_bytes=st.integers(16, 2000), odd=st.sampled_from([None, "NaN", "1e400", '"\\ud800"']))
+def test_runs_of_elements_equal_json_load(tmp_path_factory, items, layout, chunk, run_bytes, odd):
+    """A run ends where the learnt separator last occurs; strings that look like it (in any layout), short
+    chunks and short runs, and elements msgspec does not read must still give json.load's items."""
+    from shared.app import jsonstream
+
+    text = json.dumps(items, separators=(",", ":")) if layout == "compact" else json.dumps(items, indent=layout)
+    if odd and items:
+        text = text[:-1] + f", {odd}]"
+    path = tmp_path_factory.mktemp("runs") / "list.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(jsonstream, "RUN_BYTES", run_bytes)
+        try:
+            got = list(iter_list_items(path, chunk=chunk))
+        except StreamError:  # handed back to the whole-file reader: only for what msgspec cannot skip
+            assert odd == '"\\ud800"', text  # msgspec's skip reads a lone surrogate before "]" as truncated
+            return
+    assert json.dumps(got) == json.dumps(json.loads(text))
+
+
+def test_a_plain_nsg_list_is_read_in_runs_of_typed_structs(tmp_path):
+    """The run path is the one taken for an az/ARM list (compact or indented), and it yields parse_nsg's NSGs,
+    also when a description holds the separator the runs are cut at."""
+    from shared.app import jsonstream
+    from shared.app.typednsg import typed_parser
+    from shared.core.model import parse_nsg
+    from tests.test_typed_nsg import plain_nsg
+
+    items = [plain_nsg(i) for i in range(200)]
+    items[50]["properties"]["securityRules"][0]["properties"]["description"] = '}, {"name": "n'
+    items[51]["properties"]["securityRules"][0]["properties"]["description"] = '},\n  {\n    "name": "n'
+    for indent in (None, 2):
+        path = tmp_path / "list.json"
+        path.write_text(json.dumps(items, indent=indent))
+        reader = typed_parser()
+        calls = {"many": 0, "one": 0}
+        many, one = reader._many, reader._one
+
+        def count_many(data, many=many, calls=calls):
+            calls["many"] += 1
+            return many(data)
+
+        def count_one(data, one=one, calls=calls):
+            calls["one"] += 1
+            return one(data)
+
+        reader._many, reader._one = count_many, count_one
+        got = list(jsonstream.iter_list_items(path, chunk=1 << 14, typed=reader))
+        assert got == [parse_nsg(item) for item in items]
+        assert calls["many"] > 5 and calls["one"] < len(items) // 4, calls
