@@ -11,6 +11,7 @@ a document that is not a list, and :class:`StreamError` when the list turns out 
 from __future__ import annotations
 
 import codecs
+import io
 import itertools
 import json
 import re
@@ -53,9 +54,13 @@ def iter_list_items(path: str | Path, chunk: int = CHUNK, typed: Typed | None = 
     return _iter_list_items_json(path, chunk)
 
 
-def _iter_list_items_json(path: str | Path, chunk: int = CHUNK) -> Iterator[Any]:
+def _iter_list_items_json(path: str | Path, chunk: int = CHUNK, start: int = 0,
+                          inner: bool = False) -> Iterator[Any]:
     decoder = json.JSONDecoder()
-    with open(path, encoding="utf-8-sig") as f:  # az on Windows writes a BOM
+    with open(path, "rb") as raw:
+        raw.seek(start)
+        # az on Windows writes a BOM; a list inside a document (``inner``, at ``start``) ends at its "]"
+        f = io.TextIOWrapper(raw, encoding="utf-8-sig" if start == 0 else "utf-8")
         buf = f.read(chunk)
         pos = _skip(buf, 0)
         if pos >= len(buf) or buf[pos] != "[":
@@ -71,7 +76,7 @@ def _iter_list_items_json(path: str | Path, chunk: int = CHUNK) -> Iterator[Any]
             if pos >= len(buf):
                 raise StreamError("unterminated list")
             if buf[pos] == "]":
-                if _skip(buf, pos + 1) < len(buf) or (not eof and f.read(1).strip()):
+                if not inner and (_skip(buf, pos + 1) < len(buf) or (not eof and f.read(1).strip())):
                     raise StreamError("data after the list")
                 return
             if not first:
@@ -123,7 +128,8 @@ RUN_PAUSE = 32
 RUN_BYTES = 48 << 10  # a run's text at most: the structs of a longer run outgrow the CPU caches (slower)
 
 
-def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = None) -> Iterator[Any]:
+def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = None, start: int = 0,
+                             end_at: list[int] | None = None) -> Iterator[Any]:
     """Element by element, or a run of whole elements at once when the file repeats a separator.
 
     A run: the bytes between two elements of the file (``}, {"name": "nsg-`` in a compact list, ``},\n  {\n``
@@ -134,7 +140,10 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
     element), else into ``msgspec.Raw`` slices. That the list decodes proves the place right: a JSON object
     ends at its closing brace whatever follows, so each element is the one the file holds there, and a place
     inside an element or a string leaves a bracket or a quote open and fails. A run that fails is read
-    element by element."""
+    element by element.
+
+    ``start``: the file offset of a list inside a document (``{"value": [...]}``); the list then ends at its
+    "]", whose end offset is appended to ``end_at`` (not when the json reader took over)."""
     skip_value = msgspec.json.Decoder(msgspec.Raw).decode
     raw_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
     decode = msgspec.json.Decoder().decode
@@ -145,13 +154,18 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
     misses = 0
     pattern: bytes | None = None  # the separator between two elements, once learnt
     pause, pause_next = 0, RUN_PAUSE
+    inner = end_at is not None or start > 0
     with open(path, "rb") as f:
+        f.seek(start)
+        base = start  # the file offset of buf[0]
         buf = f.read(max(chunk, 3))
         eof = not buf
-        if buf.startswith(codecs.BOM_UTF8):  # az on Windows writes a BOM
+        if start == 0 and buf.startswith(codecs.BOM_UTF8):  # az on Windows writes a BOM
             buf = buf[3:]
+            base = 3
         pos = ws(buf, 0).end()
         while pos >= len(buf) and not eof:
+            base += pos
             buf, pos, eof = _more(f, buf, pos, chunk)
             pos = ws(buf, pos).end()
         if pos >= len(buf) or buf[pos] != _OPEN:
@@ -161,11 +175,16 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
         while True:
             pos = ws(buf, pos).end()
             while pos >= len(buf) and not eof:
+                base += pos
                 buf, pos, eof = _more(f, buf, pos, chunk)
                 pos = ws(buf, pos).end()
             if pos >= len(buf):
                 raise StreamError("unterminated list")
             if buf[pos] == _CLOSE:
+                if inner:
+                    if end_at is not None:
+                        end_at.append(base + pos + 1)
+                    return
                 rest = buf[pos + 1:]
                 while not rest.strip() and not eof:
                     rest = f.read(chunk)
@@ -238,6 +257,7 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
                     break
                 if eof:
                     raise StreamError("unterminated list")
+                base += pos
                 buf, pos, eof = _more(f, buf, pos, chunk)  # cut by the chunk: read on
             if step is _JSON:
                 break  # not JSON to msgspec (NaN, Infinity...) or an error of another form: json takes over
@@ -249,7 +269,7 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
             count += 1
             yield item
     # The rest of the list through the standard library's decoder (which says what is wrong, if anything).
-    yield from itertools.islice(_iter_list_items_json(path, chunk), count, None)
+    yield from itertools.islice(_iter_list_items_json(path, chunk, start, inner), count, None)
 
 
 def _separator(buf: bytes, start: int, end: int) -> bytes | None:
@@ -310,10 +330,173 @@ def open_nsg_items(path: str | Path, typed: Typed | None = None) -> tuple[Iterat
         first = next(stream)
     except StopIteration:
         return iter(()), None
-    except (NotStreamable, StreamError, OSError, UnicodeDecodeError, RecursionError):
+    except NotStreamable:
+        try:  # {"value": [...]} / {"data": [...]}: the list inside, streamed the same way
+            return _page(path, typed)
+        except (NotStreamable, StreamError, OSError, UnicodeDecodeError, RecursionError):
+            pass
+        doc = load_nsg_document(path)
+        return iter(doc.items), doc
+    except (StreamError, OSError, UnicodeDecodeError, RecursionError):
         doc = load_nsg_document(path)
         return iter(doc.items), doc
     return _rest(first, stream, path), None
+
+
+# --- pages: {"value": [...], "nextLink": ...} and {"data": [...], "totalRecords": ...} ------------------------
+#
+# The shape of a page (which key holds the NSGs, whether an "id" makes it one NSG instead, the paging markers
+# after the list) is only known at its end. So a first pass walks the top-level object without building the
+# NSGs: each key, each small value decoded (paging markers), each list under "value"/"data" skipped element by
+# element (its length counted). From those, files._items and files.paging_markers decide exactly as they do on
+# the whole document; only when they pick one of those lists is it streamed, in a second pass from its offset.
+# Anything else (one NSG, a malformed or odd document, a value msgspec does not read) is read whole as before.
+
+_SMALL = 1 << 16  # a top-level value other than the lists is decoded only up to this size (else: read whole)
+
+
+def _page(path: str | Path, typed: Any) -> tuple[Iterator[Any], NsgDocument]:
+    from shared.app.files import NsgDocument, _items, paging_markers, source_name
+
+    if msgspec is None:
+        raise NotStreamable
+    skeleton, lists = _page_layout(path)
+    source = source_name(path)
+    try:
+        chosen = _items(skeleton, source)
+    except InputError:
+        raise NotStreamable from None  # the whole reader words it
+    key = next((k for k, (placeholder, _) in lists.items() if chosen is placeholder), None)
+    if key is None:
+        raise NotStreamable  # one NSG (or a list that is not the NSGs'): read whole
+    doc = NsgDocument(source, "", [], paging_markers(skeleton), None)
+    stream = _iter_list_items_msgspec(path, CHUNK, typed, start=lists[key][1])
+    return _rest_of_page(stream, path), doc
+
+
+def _rest_of_page(stream: Iterator[Any], path: str | Path) -> Iterator[Any]:
+    from shared.app.files import load_nsg_document, source_name
+
+    try:
+        yield from stream
+    except (NotStreamable, StreamError, OSError, UnicodeDecodeError, RecursionError):
+        load_nsg_document(path)  # raises InputError naming the file and what is wrong
+        raise InputError("not valid JSON: the list could not be read element by element",
+                         source=source_name(path)) from None
+
+
+def _page_layout(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[list[None], int]]]:
+    """The top-level object of ``path`` with each list under "value"/"data" replaced by a list of as many
+    Nones, and those placeholders with the file offset of their list; NotStreamable/StreamError for anything
+    that is not an object of small values and such lists."""
+    skip_value = msgspec.json.Decoder(msgspec.Raw).decode
+    decode = msgspec.json.Decoder().decode
+    skeleton: dict[str, Any] = {}
+    lists: dict[str, tuple[list[None], int]] = {}
+    with open(path, "rb") as f:
+        cursor = _Cursor(f)
+        if cursor.byte() != ord("{"):
+            raise NotStreamable
+        cursor.pos += 1
+        first = True
+        while True:
+            c = cursor.byte()
+            if c == ord("}"):
+                cursor.pos += 1
+                break
+            if not first:
+                if c != _COMMA:
+                    raise StreamError("expected ','")
+                cursor.pos += 1
+            key = decode(cursor.value(skip_value))
+            if type(key) is not str or cursor.byte() != ord(":"):
+                raise StreamError("expected a key")
+            cursor.pos += 1
+            if key in ("value", "data") and cursor.byte() == _OPEN:
+                start = cursor.offset()
+                end_at: list[int] = []
+                count = sum(1 for _ in _iter_list_items_msgspec(path, CHUNK, _skip_element, start, end_at))
+                if not end_at:
+                    raise NotStreamable  # the json reader had to take over: read whole
+                placeholder: list[None] = [None] * count
+                skeleton[key] = placeholder
+                lists[key] = (placeholder, start)
+                cursor.seek(end_at[0])
+            else:
+                raw = cursor.value(skip_value)
+                if len(raw) > _SMALL:
+                    raise NotStreamable
+                skeleton[key] = decode(raw)
+                lists.pop(key, None)  # a later duplicate replaces the list, as json.load keeps the last
+            first = False
+        if cursor.byte() is not None:
+            raise StreamError("data after the document")
+    return skeleton, lists
+
+
+def _skip_element(data: Any) -> bool:
+    return True  # counted, not decoded (the first pass of a page)
+
+
+class _Cursor:
+    """A position in a file read in chunks, for the first pass over a page."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.base = 0
+        self.buf = f.read(CHUNK)
+        if self.buf.startswith(codecs.BOM_UTF8):
+            self.buf = self.buf[3:]
+            self.base = 3
+        self.pos = 0
+        self.eof = not self.buf
+
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    def seek(self, offset: int) -> None:
+        self.f.seek(offset)
+        self.base, self.pos = offset, 0
+        self.buf = self.f.read(CHUNK)
+        self.eof = not self.buf
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        self.base += self.pos
+        self.buf, self.pos, self.eof = _more(self.f, self.buf, self.pos, CHUNK)
+        return True
+
+    def byte(self) -> int | None:
+        """The next byte after whitespace (None at the end of the file)."""
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._more():
+                return None
+
+    def value(self, skip_value: Any) -> bytes:
+        """The bytes of the next JSON value (after whitespace), the cursor moved past it."""
+        self.byte()
+        while True:
+            try:
+                with memoryview(self.buf) as view:
+                    skip_value(view[self.pos:])  # no error: nothing after it yet, it may go on in the next chunk
+            except msgspec.DecodeError as exc:
+                message = str(exc)
+                found = _TRAILING.search(message)
+                if found:
+                    end = self.pos + int(found.group(1)) - 1
+                    raw = self.buf[self.pos:end]
+                    self.pos = end
+                    return raw
+                if "truncated" not in message:
+                    raise StreamError("invalid value") from None
+            except RecursionError:
+                raise StreamError("nested too deeply") from None
+            if not self._more():
+                raise StreamError("unterminated document")
 
 
 def _rest(first: Any, stream: Iterator[Any], path: str | Path) -> Iterator[Any]:
