@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.app.jsonstream import NotStreamable, StreamError, _iter_list_items_json, iter_list_items
+from shared.core.errors import InputError
 
 values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
                                 st.text(max_size=30)),
@@ -199,3 +200,72 @@ def test_a_plain_nsg_list_is_read_in_runs_of_typed_structs(tmp_path):
         got = list(jsonstream.iter_list_items(path, chunk=1 << 14, typed=reader))
         assert got == [parse_nsg(item) for item in items]
         assert calls["many"] > 5 and calls["one"] < len(items) // 4, calls
+
+
+# --- pages ({"value": [...]}, {"data": [...]}) streamed like lists --------------------------------------------
+
+def whole(path):
+    """What the whole-file reader gives: the items and the paging markers, or its error."""
+    from shared.app.files import load_nsg_document
+
+    try:
+        doc = load_nsg_document(path)
+    except InputError as exc:
+        return ("error", str(exc))
+    return doc.items, doc.partial
+
+
+def streamed(path):
+    from shared.app.jsonstream import open_nsg_items
+
+    try:
+        items, doc = open_nsg_items(path)
+        return list(items), (doc.partial if doc is not None else [])
+    except InputError as exc:
+        return ("error", str(exc))
+
+
+PAGE_VALUES = st.one_of(
+    st.lists(st.fixed_dictionaries({"name": st.sampled_from(["n1", "n2", '}, {"name": "n'])},
+                                   optional={"id": st.sampled_from(["/a", "/b"]), "properties": values}),
+             max_size=5),
+    values, st.sampled_from(["https://next", "", None, 3, "true", True]))
+PAGE_KEYS = st.sampled_from(["value", "data", "nextLink", "@odata.nextLink", "$skipToken", "skip_token",
+                             "resultTruncated", "totalRecords", "total_records", "count", "id", "name", "facets"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(pairs=st.lists(st.tuples(PAGE_KEYS, PAGE_VALUES), max_size=6), indent=st.sampled_from([None, 1, 2]),
+       bom=st.booleans(), odd=st.sampled_from([None, "NaN", "1e400", "[1, 2", '"x"']))
+def test_a_page_streamed_gives_what_the_whole_reader_gives(tmp_path_factory, pairs, indent, bom, odd):
+    """Any top-level object (keys in any order, repeated, paging markers before or after the list, an 'id' that
+    makes it one NSG, odd or malformed values): the same items and markers as the whole reader, or its error."""
+    body = ",".join(f"{json.dumps(k)}: {json.dumps(v, indent=indent)}" for k, v in pairs)
+    if odd is not None and pairs:
+        body += f', "extra": {odd}'
+    text = ("\ufeff" if bom else "") + "{" + body + "}"
+    path = tmp_path_factory.mktemp("page") / "page.json"
+    path.write_text(text, encoding="utf-8")
+    assert json.dumps(streamed(path)) == json.dumps(whole(path))
+
+
+def test_a_value_page_is_streamed_not_read_whole(tmp_path, monkeypatch):
+    """An ARM page is read NSG by NSG (the whole reader is never called) with its markers read after the list,
+    and a Resource Graph response's totalRecords is checked against the streamed count."""
+    from shared.app import files, jsonstream
+    from tests.test_typed_nsg import plain_nsg
+
+    nsgs = [plain_nsg(i) for i in range(40)]
+    cases = [({"value": nsgs, "nextLink": None}, []),
+             ({"value": nsgs, "nextLink": "https://management.azure.com/next"},
+              ["'nextLink' is set (ARM paging: later pages are missing)"]),
+             ({"totalRecords": 41, "count": 40, "data": nsgs, "resultTruncated": "false"},
+              ["'totalRecords' is 41 but the file holds 40 rows"])]
+    for page, markers in cases:
+        path = tmp_path / "page.json"
+        path.write_text(json.dumps(page, indent=2))
+        with monkeypatch.context() as m:
+            m.setattr(files, "load_nsg_document", lambda *a: pytest.fail("read whole"))
+            items, doc = jsonstream.open_nsg_items(path)
+            assert list(items) == nsgs
+        assert doc is not None and doc.partial == markers == whole(path)[1]

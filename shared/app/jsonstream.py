@@ -390,7 +390,14 @@ def _page_layout(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[list
     Nones, and those placeholders with the file offset of their list; NotStreamable/StreamError for anything
     that is not an object of small values and such lists."""
     skip_value = msgspec.json.Decoder(msgspec.Raw).decode
-    decode = msgspec.json.Decoder().decode
+    decoder = msgspec.json.Decoder().decode
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return decoder(raw)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # NaN, 1e400...: read whole
+            raise NotStreamable from None
+
     skeleton: dict[str, Any] = {}
     lists: dict[str, tuple[list[None], int]] = {}
     with open(path, "rb") as f:
