@@ -187,13 +187,23 @@ print(json.dumps(best))
 STAGES = ("decode", "check", "parse", "evaluate", "exemptions", "encode")
 
 
-def write_estate(path: Path, nsgs: int, rules: int, seed: int) -> None:
-    """One JSON list of NSGs (the shape of ``az network nsg list``), written without holding it all twice."""
+def write_estate(path: Path, nsgs: int, rules: int, seed: int, shape: str = "list") -> None:
+    """One JSON list of NSGs (the shape of ``az network nsg list``), written without holding it all twice;
+    ``shape`` "value" wraps it as an ARM page (``{"value": [...], "nextLink": null}``), "data" as a Resource
+    Graph response (``{"totalRecords": N, "count": N, "data": [...], "resultTruncated": "false"}``)."""
     with path.open("w", encoding="utf-8") as f:
+        if shape == "data":
+            f.write(f'{{"totalRecords": {nsgs}, "count": {nsgs}, "data": ')
+        elif shape == "value":
+            f.write('{"value": ')
         f.write("[")
         for i, text in enumerate(documents(nsgs, rules, seed)):
             f.write(("," if i else "") + text)
         f.write("]")
+        if shape == "data":
+            f.write(', "resultTruncated": "false"}')
+        elif shape == "value":
+            f.write(', "nextLink": null}')
 
 
 def run_scan(tree: Path, estate: Path, out: Path) -> dict:
@@ -207,7 +217,7 @@ def run_scan(tree: Path, estate: Path, out: Path) -> dict:
 def _estate_and_previous(args: argparse.Namespace, tmpdir: Path) -> tuple[Path, Path]:
     """The generated estate file and the ``--previous`` tree (``git archive``) in ``tmpdir``."""
     estate = tmpdir / "estate.json"
-    write_estate(estate, args.nsgs, args.rules, args.seed)
+    write_estate(estate, args.nsgs, args.rules, args.seed, args.shape)
     previous = tmpdir / "previous"
     previous.mkdir()
     archive = subprocess.run(["git", "archive", args.previous], cwd=REPO, capture_output=True, check=True)
@@ -243,8 +253,8 @@ def end_to_end(args: argparse.Namespace) -> None:
         tmpdir = Path(tmp)
         estate, previous = _estate_and_previous(args, tmpdir)
         rules = args.nsgs * args.rules
-        print(f"end_to_end input_mb={estate.stat().st_size / 2**20:.0f} nsgs={args.nsgs} rules={rules} "
-              f"repeats={args.repeats} (min of each)")
+        print(f"end_to_end shape={args.shape} input_mb={estate.stat().st_size / 2**20:.0f} nsgs={args.nsgs} "
+              f"rules={rules} repeats={args.repeats} (min of each)")
         best: dict[str, dict] = {}
         outputs: dict[str, Path] = {}
         for _ in range(args.repeats):
@@ -387,6 +397,8 @@ def main() -> None:
     parser.add_argument("--end-to-end", action="store_true", help="whole-process scan, this tree vs --previous")
     parser.add_argument("--previous", default=PREVIOUS_REF, help="git ref to compare with (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--shape", choices=("list", "value", "data"), default="list",
+                        help="end-to-end input: a list, an ARM page or a Resource Graph response")
     parser.add_argument("--linearity", action="store_true", help="us/rule at --sizes, evaluations kept")
     parser.add_argument("--sizes", default="2000,20000,100000")
     parser.add_argument("--gc", choices=("paused", "default"), default="paused")
