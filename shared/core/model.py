@@ -604,6 +604,7 @@ def typed_nsg_builder(extra_tags: frozenset[str], pick: Any) -> Callable[[Any], 
     cache of this builder filled from :func:`parse_source_token`; anything else goes through
     :func:`_build_rule`, the dict path's own rule builder, given the same values."""
     tokens: dict[str, SourceToken] = {}  # address token -> parse_source_token(token, extra_tags)
+    singles: dict[str, tuple[SourceToken]] = {}  # one address token -> the sources of a rule with only it
     heads = _HEADS
     make_rule = _make_rule
     build_rule = _build_rule
@@ -622,15 +623,20 @@ def typed_nsg_builder(extra_tags: frozenset[str], pick: Any) -> Callable[[Any], 
             head = None
             if (low <= priority <= high and not src_asgs and not dst_asgs and not sp_plural and not dst_prefixes
                     and description != "" and src_single != "" and dst_prefix != ""):
-                head = heads.get((direction, access, protocol, dst_single, tuple(dst_plural) if dst_plural else (),
-                                  sp_single))
+                dst_plural = tuple(dst_plural) if dst_plural else ()
+                head = heads.get((direction, access, protocol, dst_single, dst_plural, sp_single))
             if head is not None and (src_single is not None or src_plural):
                 if src_plural:
                     texts = dict.fromkeys(((src_single,) if src_single is not None else ()) + tuple(src_plural))
                     sources = tuple([tokens.get(t) or _token(tokens, t, extra_tags) for t in texts])
                     src_plural = tuple(src_plural)
                 else:
-                    sources = (tokens.get(src_single) or _token(tokens, src_single, extra_tags),)
+                    sources = singles.get(src_single)  # type: ignore[assignment]
+                    if sources is None:
+                        sources = (tokens.get(src_single) or _token(tokens, src_single, extra_tags),)
+                        if len(singles) >= _TOKENS_MAX:
+                            singles.clear()
+                        singles[src_single] = sources
                     src_plural = ()
                 if dst_prefix is not None and dst_prefix != "*" and dst_prefix not in tokens:
                     _token(tokens, dst_prefix, extra_tags)  # validated, as the checked path does
@@ -639,7 +645,7 @@ def typed_nsg_builder(extra_tags: frozenset[str], pick: Any) -> Callable[[Any], 
                 out.append(make_rule(  # positional, in Rule's field order, as _build_rule builds it
                     name, rule_id, priority, head[0], head[1], head[2], sources, head[3],
                     src_single, src_plural, (), sp_single or None, (), dst_single or None,
-                    tuple(dst_plural) if dst_plural else (), dst_prefix, (), (), description, default, head[4],
+                    dst_plural, dst_prefix, (), (), description, default, head[4],
                 ))
             else:
                 out.append(build_rule(name, None, None, nsg_id, default, extra_tags, values, rule_id))
