@@ -28,21 +28,23 @@ if msgspec is not None:
     _UNSET: Any = msgspec.UNSET
 
     class RuleProperties(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-        """``properties`` of a security rule: every field of SecurityRulePropertiesFormat, nothing else."""
+        """``properties`` of a security rule: every field of SecurityRulePropertiesFormat, nothing else. String
+        lists are decoded as tuples (an empty one is the shared ``()``: no allocation); the builder hands them
+        back as lists wherever the dict path reads them."""
 
         priority: int
         direction: str
         access: str
         protocol: str
         destinationPortRange: str | None = None
-        destinationPortRanges: list[str] | None = None
+        destinationPortRanges: tuple[str, ...] | None = None
         sourcePortRange: str | None = None
-        sourcePortRanges: list[str] | None = None
+        sourcePortRanges: tuple[str, ...] | None = None
         sourceAddressPrefix: str | None = None
-        sourceAddressPrefixes: list[str] | None = None
+        sourceAddressPrefixes: tuple[str, ...] | None = None
         sourceApplicationSecurityGroups: list[Any] | None = None
         destinationAddressPrefix: str | None = None
-        destinationAddressPrefixes: list[str] | None = None
+        destinationAddressPrefixes: tuple[str, ...] | None = None
         destinationApplicationSecurityGroups: list[Any] | None = None
         description: str | None = None
         provisioningState: Any = None

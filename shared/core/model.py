@@ -627,9 +627,9 @@ def typed_nsg_builder(extra_tags: frozenset[str], pick: Any) -> Callable[[Any], 
                 head = heads.get((direction, access, protocol, dst_single, dst_plural, sp_single))
             if head is not None and (src_single is not None or src_plural):
                 if src_plural:
-                    texts = dict.fromkeys(((src_single,) if src_single is not None else ()) + tuple(src_plural))
-                    sources = tuple([tokens.get(t) or _token(tokens, t, extra_tags) for t in texts])
                     src_plural = tuple(src_plural)
+                    texts = dict.fromkeys(((src_single,) if src_single is not None else ()) + src_plural)
+                    sources = tuple([tokens.get(t) or _token(tokens, t, extra_tags) for t in texts])
                 else:
                     sources = singles.get(src_single)  # type: ignore[assignment]
                     if sources is None:
@@ -647,7 +647,8 @@ def typed_nsg_builder(extra_tags: frozenset[str], pick: Any) -> Callable[[Any], 
                     src_single, src_plural, (), sp_single or None, (), dst_single or None,
                     dst_plural, dst_prefix, (), (), description, default, head[4],
                 ))
-            else:
+            else:  # string lists as the dict path reads them (a typed decoder may give tuples)
+                values = tuple([list(v) if type(v) is tuple else v for v in values])
                 out.append(build_rule(name, None, None, nsg_id, default, extra_tags, values, rule_id))
         return tuple(out)
 
