@@ -172,13 +172,16 @@ def test_runs_of_elements_equal_json_load(tmp_path_factory, items, layout, chunk
 
 def test_a_plain_nsg_list_is_read_in_runs_of_typed_structs(tmp_path):
     """The run path is the one taken for an az/ARM list (compact or indented), and it yields parse_nsg's NSGs,
-    also when a description holds the separator the runs are cut at."""
+    also when a description holds the separator the runs are cut at and the NSG names (unlike the ends of the
+    NSGs) share no more than the rules' names do."""
     from shared.app import jsonstream
     from shared.app.typednsg import typed_parser
     from shared.core.model import parse_nsg
     from tests.test_typed_nsg import plain_nsg
 
     items = [plain_nsg(i) for i in range(200)]
+    for i, item in enumerate(items):  # names that differ from their first letter: rules start alike too
+        item["name"] = f"{'abcdefgh'[i % 8]}-{i}"
     items[50]["properties"]["securityRules"][0]["properties"]["description"] = '}, {"name": "n'
     items[51]["properties"]["securityRules"][0]["properties"]["description"] = '},\n  {\n    "name": "n'
     for indent in (None, 2):

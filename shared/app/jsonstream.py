@@ -135,12 +135,13 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
                              end_at: list[int] | None = None) -> Iterator[Any]:
     """Element by element, or a run of whole elements at once when the file repeats a separator.
 
-    A run: the bytes between two elements of the file (``}, {"name": "nsg-`` in a compact list, ``},\n  {\n``
-    in an indented one: the end of one element, the comma, the start of the next, as far as the first two
-    elements start alike) are learnt from the first elements, and the last place they occur in the buffer is
-    taken as the end of an element. ``[`` + the text up to there + ``]`` is then decoded as one list, into
-    typed structs when ``typed`` has ``many`` (one pass over the text instead of a skip and a decode per
-    element), else into ``msgspec.Raw`` slices. That the list decodes proves the place right: a JSON object
+    A run: the bytes around the boundary between two elements (as far as the first two elements end alike, the
+    comma between them, as far as they start alike: ``[]}}]}}, {"name": "nsg-`` in a compact ARM list, the
+    ``"type": "Microsoft.Network/networkSecurityGroups"`` line, the closing brace, comma and next opening brace
+    in an indented ``az`` one) are learnt from the first elements, and the last place they occur in the next
+    ``RUN_BYTES`` is taken as the end of an element. ``[`` + the text up to there + ``]`` is then decoded as one
+    list, into typed structs when ``typed`` has ``many`` (one pass over the text instead of a skip and a decode
+    per element), else into ``msgspec.Raw`` slices. That the list decodes proves the place right: a JSON object
     ends at its closing brace whatever follows, so each element is the one the file holds there, and a place
     inside an element or a string leaves a bracket or a quote open and fails. A run that fails is read
     element by element.
@@ -155,7 +156,9 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
     ws = _WS.match
     count = 0
     misses = 0
-    pattern: bytes | None = None  # the separator between two elements, once learnt
+    pattern: bytes | None = None  # the bytes around the boundary between two elements, once learnt
+    tail = 0  # how many bytes of the pattern belong to the element before the boundary
+    edges: tuple[bytes, bytes, bytes | None] | None = None  # the previous element's start, end and what follows
     pause, pause_next = 0, RUN_PAUSE
     inner = end_at is not None or start > 0
     with open(path, "rb") as f:
@@ -200,9 +203,9 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
                     raise StreamError("expected ','")
                 pos = ws(buf, pos + 1).end()
             if pattern is not None and pause <= 0:
-                cut = buf.rfind(pattern, pos, pos + RUN_BYTES)
-                if cut > pos:
-                    run = b"[" + buf[pos:cut + 1] + b"]"
+                cut = buf.rfind(pattern, pos, pos + RUN_BYTES) + tail
+                if cut > pos + tail:
+                    run = b"[" + buf[pos:cut] + b"]"
                     docs = many(run) if many is not None else None
                     raws = None
                     if docs is None:
@@ -231,7 +234,7 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
                             count += 1
                             yield item
                         first = False
-                        pos = cut + 1
+                        pos = cut
                         continue
             while True:
                 pos = ws(buf, pos).end()
@@ -264,8 +267,11 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
                 buf, pos, eof = _more(f, buf, pos, chunk)  # cut by the chunk: read on
             if step is _JSON:
                 break  # not JSON to msgspec (NaN, Infinity...) or an error of another form: json takes over
-            if pattern is None and pause <= 0:
-                pattern = _separator(buf, pos, end)
+            if pattern is None:
+                now = _edges(buf, pos, end)
+                if edges is not None and now is not None:
+                    pattern, tail = _boundary(edges, now)
+                edges = now
             pause -= 1
             first = False
             pos = end
@@ -275,20 +281,38 @@ def _iter_list_items_msgspec(path: str | Path, chunk: int = CHUNK, typed: Any = 
     yield from itertools.islice(_iter_list_items_json(path, chunk, start, inner), count, None)
 
 
-def _separator(buf: bytes, start: int, end: int) -> bytes | None:
-    """The bytes from the last of the element at ``start:end`` to the start of the next element as far as
-    both start alike (at least ``{"``), when the next element is in the buffer and both are objects."""
+def _edges(buf: bytes, start: int, end: int) -> tuple[bytes, bytes, bytes | None] | None:
+    """The first and last 64 bytes of the object element at ``start:end`` and the bytes from its end to the
+    start of the next element (None when that is not in the buffer); None for an element that is no object."""
+    if buf[start:start + 1] != b"{" or buf[end - 1:end] != b"}":
+        return None
     after = _WS.match(buf, end).end()
-    if buf[start:start + 1] != b"{" or buf[after:after + 1] != b",":
-        return None
-    nxt = _WS.match(buf, after + 1).end()
-    head, other = buf[start:start + 64], buf[nxt:nxt + 64]
-    same = 0
-    while same < min(len(head), len(other)) and head[same] == other[same]:
-        same += 1
-    if same < 2 or buf[end - 1:end] != b"}":
-        return None
-    return buf[end - 1:nxt + same]
+    gap = None
+    if buf[after:after + 1] == b",":
+        nxt = _WS.match(buf, after + 1).end()
+        if nxt < len(buf):
+            gap = buf[end:nxt]
+    return buf[start:start + 64], buf[max(start, end - 64):end], gap
+
+
+def _boundary(first: tuple[bytes, bytes, bytes | None], second: tuple[bytes, bytes, bytes | None]
+              ) -> tuple[bytes | None, int]:
+    """What two consecutive elements share around their boundary: the end they have in common (at least the
+    closing brace), the bytes between them, the start they have in common (at least ``{"``); and how many bytes
+    of it are the end. (None, 0) when the first element's successor was not in view."""
+    head1, tail1, gap = first
+    head2, tail2, _ = second
+    if gap is None:
+        return None, 0
+    same_end = 0
+    while same_end < min(len(tail1), len(tail2)) and tail1[-1 - same_end] == tail2[-1 - same_end]:
+        same_end += 1
+    same_start = 0
+    while same_start < min(len(head1), len(head2)) and head1[same_start] == head2[same_start]:
+        same_start += 1
+    if same_start < 2:
+        return None, 0
+    return tail1[len(tail1) - same_end:] + gap + head1[:same_start], same_end
 
 
 def _decode_element(decode: Any, data: memoryview) -> Any:
