@@ -30,9 +30,11 @@ from shared.core.addresses import (
     AddressSet,
     V4Set,
     V6Set,
+    _make_address_set,
     parse_cidr,
 )
 from shared.core.frozen import fast_constructor
+from shared.core.intervals import normalize
 from shared.core.model import ALLOW, TCP_CAPABLE, Nsg, Rule
 from shared.core.ports import PortSet
 from shared.core.servicetags import PUBLIC_BROAD_TAGS
@@ -40,6 +42,7 @@ from shared.core.tagsets import TagSet
 
 INTERNET, BROAD, TRUSTED, NONE = "internet", "broad", "trusted", "none"
 EXPOSURE_ORDER = {NONE: 0, TRUSTED: 1, BROAD: 2, INTERNET: 3}
+_CLASS_BY_RANK = (NONE, TRUSTED, BROAD, INTERNET)
 V4_TRUSTED_MAX = 256          # at most this many IPv4 addresses is "trusted"
 V6_TRUSTED_MAX = 1 << 80      # at most a /48 of IPv6 is "trusted"
 
@@ -153,6 +156,7 @@ _NO_TAGS = TagSet()
 _ALL_BROAD = TagSet.whole(PUBLIC_BROAD_TAGS)
 _ALL_PORTS = PortSet.ALL
 _NOTHING = PublicSources()
+_NO_ADDRESSES = AddressSet()
 
 
 def _canonical(parts: list[tuple[PortSet, PublicSources]]) -> tuple[tuple[PortSet, PublicSources], ...]:
@@ -177,6 +181,8 @@ def _split(pieces: list[tuple[PortSet, PublicSources]], ports: PortSet) -> list[
         else:
             out.append((q, rem))
     return out
+
+
 _Item = tuple[Rule, PublicSources, Destination]  # a relevant rule with its public sources and destination
 _make_rule_exposure = fast_constructor(RuleExposure)
 
@@ -189,7 +195,8 @@ class Evaluator:
         self._public_v4 = public.v4.size()
         self._public_v6 = public.v6.size()
         self._cache: dict[tuple[str | None, tuple[str, ...]], PublicSources] = {}
-        self._token_public: dict[str, AddressSet] = {}
+        # token text -> (its public part, that part's IPv4 and IPv6 intervals)
+        self._token_public: dict[str, tuple[AddressSet, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = {}
         self._dest_cache: dict[tuple[object, ...], Destination] = {}
         self._class_cache: dict[PublicSources, str] = {}
         self._port_hits: dict[tuple[int, ...], dict[object, tuple[int, ...]]] = {}
@@ -204,34 +211,39 @@ class Evaluator:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        parts: list[AddressSet] = []
+        parts: list[tuple[AddressSet, tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]] = []
         tags: list[str] = []
         everything = False
+        token_public = self._token_public
         for token in rule.sources:
-            if token.kind == KIND_ALL or token.kind == KIND_INTERNET:
+            kind = token.kind
+            if kind == KIND_CIDR:
+                part = token_public.get(token.text)
+                if part is None:
+                    public_part = token.addresses & self.public
+                    part = (public_part, public_part.v4.intervals, public_part.v6.intervals)
+                    if len(token_public) > 16384:
+                        token_public.clear()
+                    token_public[token.text] = part
+                if part[1] or part[2]:
+                    parts.append(part)
+            elif kind in (KIND_ALL, KIND_INTERNET):
                 everything = True
                 break
-            if token.kind == KIND_CIDR:
-                part = self._token_public.get(token.text)
-                if part is None:
-                    part = token.addresses & self.public
-                    if len(self._token_public) > 16384:
-                        self._token_public.clear()
-                    self._token_public[token.text] = part
-                if part:
-                    parts.append(part)
-            elif token.kind == KIND_BROAD_TAG:
+            elif kind == KIND_BROAD_TAG:
                 tags.append(token.text)
         if everything:
             addresses, tags = self.public, []
         elif len(parts) == 1:
-            addresses = parts[0]
+            addresses = parts[0][0]
         elif parts:  # one normalization for the whole list instead of one per union
-            addresses = AddressSet(V4Set(i for p in parts for i in p.v4.intervals),
-                                   V6Set(i for p in parts for i in p.v6.intervals))
+            v4 = [i for p in parts for i in p[1]]
+            v6 = [i for p in parts for i in p[2]]
+            addresses = _make_address_set(V4Set._raw(normalize(v4)) if v4 else _NO_ADDRESSES.v4,
+                                          V6Set._raw(normalize(v6)) if v6 else _NO_ADDRESSES.v6)
         else:
-            addresses = AddressSet()
-        result = PublicSources(addresses, TagSet.of(tags) if tags else _NO_TAGS)
+            addresses = _NO_ADDRESSES
+        result = _make_public_sources(addresses, TagSet.of(tags) if tags else _NO_TAGS, ())
         if len(self._cache) > 4096:  # bounded: memory stays flat over a 100k-NSG sweep
             self._cache.clear()
         self._cache[key] = result
@@ -248,17 +260,20 @@ class Evaluator:
 
     def classify(self, sources: PublicSources) -> str:
         """``internet`` / ``broad`` / ``trusted`` / ``none`` per docs §2.5 (wider family wins)."""
-        v4 = sources.addresses.v4.size()
-        v6 = sources.addresses.v6.size()
-        best = NONE
+        v4 = sources.addresses.v4.intervals
+        v6 = sources.addresses.v6.intervals
+        best = 0  # EXPOSURE_ORDER ranks, compared as integers
         if v4:
-            best = INTERNET if 2 * v4 >= self._public_v4 else BROAD if v4 > V4_TRUSTED_MAX else TRUSTED
+            n = v4[0][1] - v4[0][0] + 1 if len(v4) == 1 else sum(hi - lo + 1 for lo, hi in v4)
+            best = 3 if 2 * n >= self._public_v4 else 2 if n > V4_TRUSTED_MAX else 1
         if v6:
-            c6 = INTERNET if 2 * v6 >= self._public_v6 else BROAD if v6 > V6_TRUSTED_MAX else TRUSTED
-            best = max(best, c6, key=EXPOSURE_ORDER.__getitem__)
-        if sources.tags and EXPOSURE_ORDER[best] < EXPOSURE_ORDER[BROAD]:
-            best = BROAD
-        return best
+            n = v6[0][1] - v6[0][0] + 1 if len(v6) == 1 else sum(hi - lo + 1 for lo, hi in v6)
+            c6 = 3 if 2 * n >= self._public_v6 else 2 if n > V6_TRUSTED_MAX else 1
+            if c6 > best:
+                best = c6
+        if best < 2 and sources.tags.parts:
+            best = 2
+        return _CLASS_BY_RANK[best]
 
     # --- evaluation ----------------------------------------------------------------------------
     def evaluate_port(self, nsg: Nsg, port: int) -> list[RuleExposure]:

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 Interval = tuple[int, int]
 
 
-def _normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
+def normalize(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
+    """Sorted, disjoint, non-adjacent intervals covering the same integers."""
     items = sorted(intervals)
     out: list[Interval] = []
     for lo, hi in items:
@@ -34,7 +35,7 @@ class IntervalSet:
     intervals: tuple[Interval, ...]
 
     def __init__(self, intervals: Iterable[Interval] = ()) -> None:
-        self.intervals = _normalize(intervals)
+        self.intervals = normalize(intervals)
         self._hash: int | None = None
         self._ends_cache: list[int] | None = None
 
