@@ -190,8 +190,9 @@ _make_rule_exposure = fast_constructor(RuleExposure)
 class Evaluator:
     """Evaluates NSGs against one public space. Caches per-source-list results across rules and NSGs."""
 
-    def __init__(self, public: AddressSet = DEFAULT_PUBLIC) -> None:
+    def __init__(self, public: AddressSet = DEFAULT_PUBLIC, *, fast: bool = True) -> None:
         self.public = public
+        self.fast = fast  # False: every NSG through the general first-match walk (tests compare the two)
         self._public_v4 = public.v4.size()
         self._public_v6 = public.v6.size()
         self._cache: dict[tuple[str | None, tuple[str, ...]], PublicSources] = {}
@@ -243,7 +244,8 @@ class Evaluator:
                                           V6Set._raw(normalize(v6)) if v6 else _NO_ADDRESSES.v6)
         else:
             addresses = _NO_ADDRESSES
-        result = _make_public_sources(addresses, TagSet.of(tags) if tags else _NO_TAGS, ())
+        result = _make_public_sources(addresses, TagSet.of(tags) if tags else _NO_TAGS, ()) \
+            if addresses or tags else _NOTHING  # the one empty value: ``evaluate`` tests it by identity
         if len(self._cache) > 4096:  # bounded: memory stays flat over a 100k-NSG sweep
             self._cache.clear()
         self._cache[key] = result
@@ -289,6 +291,7 @@ class Evaluator:
         if hits_cache is None or len(hits_cache) > 4096:
             hits_cache = self._port_hits[ports] = {}
         source_cache, dest_cache = self._cache, self._dest_cache  # hits looked up here; misses fill them
+        simple = True  # every relevant rule applies to all destinations and all source ports
         for rule in nsg.inbound_rules:
             if rule.protocol not in TCP_CAPABLE:
                 continue
@@ -301,15 +304,20 @@ class Evaluator:
             src = source_cache.get((rule.source_address_prefix, rule.source_address_prefixes))
             if src is None:
                 src = self.public_sources(rule)
-            if not src:
+            if src is _NOTHING:
                 continue  # no public source: it can neither expose nor shadow a public source
             dest = dest_cache.get((rule.destination_address_prefix, rule.destination_address_prefixes,
                                    rule.destination_asgs))
-            item = (rule, src, dest if dest is not None else self.destination(rule))
+            if dest is None:
+                dest = self.destination(rule)
+            if simple and not (dest.universal and (rule.source_ports is _ALL_PORTS or rule.source_ports == _ALL_PORTS)):
+                simple = False
+            item = (rule, src, dest)
             for p in hits:
                 relevant[p].append(item)
         # Watched ports often see the very same rules (``*``, ``1-1024``...): evaluate each distinct
         # rule list once and relabel the port.
+        first_match = self._first_match_simple if simple and self.fast else self._first_match
         memo: dict[tuple[int, ...], list[RuleExposure]] = {}
         for port in ports:
             items = relevant[port]
@@ -318,7 +326,7 @@ class Evaluator:
             key = tuple(map(id, items))
             done = memo.get(key)
             if done is None:
-                out[port] = memo[key] = self._first_match(items, port)
+                out[port] = memo[key] = first_match(items, port)
             else:  # same exposure, other port: one constructor call instead of dataclasses.replace
                 out[port] = [_make_rule_exposure(rx.rule, port, rx.exposed, rx.potential, rx.exposure,
                                                  rx.potential_exposure, rx.shadowed_by, rx.combined_with)
@@ -400,6 +408,40 @@ class Evaluator:
             else:
                 narrow_earlier.append((src, dest, sports))
             earlier.append((rule, src, dest))
+        return self._combine(results)
+
+    def _first_match_simple(self, items: list[_Item], port: int) -> list[RuleExposure]:
+        """``_first_match`` when every rule applies to all destinations and all source ports (most NSGs): one
+        undecided set instead of source-port pieces, no narrower rules. Same results, value for value
+        (tests/test_exposure_fastpath.py holds it to the general walk)."""
+        last = len(items) - 1
+        while last >= 0 and items[last][0].access != ALLOW:
+            last -= 1
+        if last < 0:
+            return []
+        rule, src, dest = items[0]
+        results: list[RuleExposure] = []
+        if rule.access == ALLOW:  # nothing is decided yet: it exposes all of its public sources
+            potential = self._potential(src)
+            results.append(_make_rule_exposure(rule, port, src, src, potential, potential, (), ()))
+            if last == 0:
+                return results
+        gone = self._covered(src)
+        everything = self._everything
+        rem = _make_public_sources(everything.addresses - gone.addresses, everything.tags - gone.tags, ())
+        for index in range(1, last + 1):
+            rule, src, dest = items[index]
+            if rule.access == ALLOW:
+                exposed = _make_public_sources(src.addresses & rem.addresses,
+                                               src.tags & rem.tags if src.tags else _NO_TAGS, ())
+                exposure = self.classify(exposed)
+                shadowers = self._shadowers(items[:index], src, dest, rule.source_ports) if exposure == NONE else ()
+                results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self._potential(src),
+                                                   shadowers, ()))
+            if index == last:
+                break  # the last Allow: what it takes out of the undecided sources can change no result
+            gone = self._covered(src)
+            rem = _make_public_sources(rem.addresses - gone.addresses, rem.tags - gone.tags, ())
         return self._combine(results)
 
     @staticmethod
