@@ -339,6 +339,15 @@ def apply_exemptions(evaluation: NsgEvaluation, tag_name: str = DEFAULT_EXEMPT_T
     now = now or datetime.now(UTC)
     ctx = context or current_context() or ExemptionContext(ExemptionSettings(tag_name=tag_name))
     nsg = evaluation.nsg
+    index = ctx.index
+    if (index.available or not ctx.settings.policy) and not index.exemptions and not index.problems:
+        # Nothing known for any scope (a scan without --exemptions): only an exemption tag could change
+        # anything, and every one of them starts with the tag name (``_is_exempt_tag``).
+        base = (ctx.settings.tag_name or tag_name).lower()
+        items = nsg.tags if type(nsg.tags) is tuple else nsg.tags.items() if isinstance(nsg.tags, Mapping) \
+            else nsg.tags
+        if not items or not any(isinstance(key, str) and key.lower().startswith(base) for key, _ in items):
+            return evaluation
     policy, problems = ctx.index.for_nsg(nsg.id) if ctx.settings.policy else ((), ())
     max_days = ctx.settings.max_days if ctx.settings.tags else None
     tags, tag_problems = parse_exemptions(nsg.tags, ctx.settings.tag_name or tag_name, max_days, now)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.core.exposure import RuleExposure, destination_of
+from shared.core.exposure import NONE, UNIVERSAL_DESTINATIONS, RuleExposure, destination_of
 from shared.core.frozen import fast_constructor
 from shared.core.model import Nsg, Rule
 
@@ -80,28 +80,32 @@ def _describe_sources(rule: Rule) -> str:
 def make_finding(nsg: Nsg, port: int, port_kind: str, rx: RuleExposure, severity: str) -> Finding:
     """Build a finding from a rule's exposure (active or latent)."""
     rule = rx.rule
-    where = f"by rule {rule.name} (priority {rule.priority}, {_describe_sources(rule)})"
-    if not destination_of(rule).universal:
+    sources = rule.sources
+    if len(sources) == 1 and not rule.source_asgs:  # the common case of _describe_sources, without the list
+        where = f"by rule {rule.name} (priority {rule.priority}, source {sources[0].text})"
+    else:
+        where = f"by rule {rule.name} (priority {rule.priority}, {_describe_sources(rule)})"
+    if (rule.destination_asgs or rule.destination_address_prefixes or  # else universal, as destination_of says
+            (rule.destination_address_prefix or "*").lower() not in UNIVERSAL_DESTINATIONS) and \
+            not destination_of(rule).universal:
         targets = [*((rule.destination_address_prefix,) if rule.destination_address_prefix else ()),
                    *rule.destination_address_prefixes,
                    *("asg:" + a.rstrip("/").rsplit("/", 1)[-1] for a in rule.destination_asgs)]
         where = f"to {', '.join(targets[:4])}{' and more' if len(targets) > 4 else ''} " + where
-    if rx.active:
+    if rx.exposure != NONE:
         reason = f"TCP {port} allowed from {_EXPOSURE_WORDS[rx.exposure]} {where}"
         if rx.combined_with:
             partners = ", ".join(r.name for r in rx.combined_with[:5])
             reason += f" together with {partners}: no single rule opens it, but their sources add up"
-        if rx.exposed.addresses != rx.potential.addresses:
+        exposed, potential = rx.exposed, rx.potential
+        if exposed is not potential and exposed.addresses != potential.addresses:
             reason += "; partly shadowed by higher-priority rules"
-        if rx.exposed.tags:
+        if exposed.tags.parts:
             reason += "; AzureCloud addresses can be held by any Azure customer"
-        exposure = rx.exposure
-        status = STATUS_OPEN
-    else:
-        names = ", ".join(f"{r.name} ({r.priority})" for r in rx.shadowed_by[:5]) or "higher-priority rules"
-        reason = (f"latent: TCP {port} would be allowed from {_EXPOSURE_WORDS[rx.potential_exposure]} "
-                  f"{where}, but it is shadowed by {names}; removing those would expose the port")
-        exposure = rx.potential_exposure
-        status = STATUS_LATENT
-    return _make_finding(finding_id(nsg.id, rule.name, port), nsg, rule, port, port_kind, exposure,
-                         rx.active, severity, reason, status, {})
+        return _make_finding(finding_id(nsg.id, rule.name, port), nsg, rule, port, port_kind, rx.exposure,
+                             True, severity, reason, STATUS_OPEN, {})
+    names = ", ".join(f"{r.name} ({r.priority})" for r in rx.shadowed_by[:5]) or "higher-priority rules"
+    reason = (f"latent: TCP {port} would be allowed from {_EXPOSURE_WORDS[rx.potential_exposure]} "
+              f"{where}, but it is shadowed by {names}; removing those would expose the port")
+    return _make_finding(finding_id(nsg.id, rule.name, port), nsg, rule, port, port_kind, rx.potential_exposure,
+                         False, severity, reason, STATUS_LATENT, {})

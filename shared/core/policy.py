@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from shared.core.addresses import DEFAULT_PUBLIC, AddressSet
 from shared.core.errors import ConfigError
-from shared.core.exposure import BROAD, INTERNET, NONE, TRUSTED, Evaluator, RuleExposure
+from shared.core.exposure import BROAD, INTERNET, NONE, TRUSTED, Evaluator
 from shared.core.findings import Finding, make_finding
+from shared.core.frozen import fast_constructor
 from shared.core.model import Nsg
 from shared.core.unknowntokens import unknown_token_findings
 
@@ -91,6 +92,13 @@ def is_compliant(findings: Iterable[Finding]) -> bool:
     return not any(f.counts_against_compliance for f in findings)
 
 
+def _finding_order(f: Finding) -> tuple[int, int, int]:
+    return -SEVERITY_ORDER[f.severity], f.port, f.rule.priority
+
+
+_make_evaluation = fast_constructor(NsgEvaluation)
+
+
 class Engine:
     """One evaluation path for every trigger (event, sweep, CLI)."""
 
@@ -98,25 +106,25 @@ class Engine:
         self.policy = policy or Policy()
         self.evaluator = Evaluator(self.policy.public)
         self._ports = tuple(wp.port for wp in self.policy.watched)
+        # Per watched port: exposure class -> severity of an active finding, and of a latent one ("info" when
+        # the rule would be a finding once the shadow went away); None = no finding. SEVERITY, looked up once.
+        self._verdicts = tuple(
+            (wp, {e: SEVERITY[(wp.kind, e)] for e in (INTERNET, BROAD, TRUSTED)},
+             {e: "info" if SEVERITY[(wp.kind, e)] is not None else None for e in (INTERNET, BROAD, TRUSTED)})
+            for wp in self.policy.watched)
 
     def evaluate(self, nsg: Nsg) -> NsgEvaluation:
         per_port = self.evaluator.evaluate(nsg, self._ports)
         findings: list[Finding] = []
-        for wp in self.policy.watched:
+        for wp, active, latent in self._verdicts:
             for rx in per_port[wp.port]:
-                finding = self._judge(nsg, wp, rx)
-                if finding is not None:
-                    findings.append(finding)
-        findings.extend(unknown_token_findings(nsg, self.policy.extra_service_tags))  # docs/semantics.md
-        findings.sort(key=lambda f: (-SEVERITY_ORDER[f.severity], f.port, f.rule.priority))
-        return NsgEvaluation(nsg, tuple(findings))
-
-    @staticmethod
-    def _judge(nsg: Nsg, wp: WatchedPort, rx: RuleExposure) -> Finding | None:
-        if rx.active:
-            severity = SEVERITY[(wp.kind, rx.exposure)]
-            return None if severity is None else make_finding(nsg, wp.port, wp.kind, rx, severity)
-        # Latent: shadowed entirely. Report only what would be a finding if the shadow went away.
-        if rx.potential_exposure == NONE or SEVERITY[(wp.kind, rx.potential_exposure)] is None:
-            return None
-        return make_finding(nsg, wp.port, wp.kind, rx, "info")
+                # Latent: shadowed entirely. Report only what would be a finding if the shadow went away.
+                severity = active[rx.exposure] if rx.exposure != NONE else latent.get(rx.potential_exposure)
+                if severity is not None:
+                    findings.append(make_finding(nsg, wp.port, wp.kind, rx, severity))
+        unknown = unknown_token_findings(nsg, self.policy.extra_service_tags)  # docs/semantics.md
+        if unknown:
+            findings.extend(unknown)
+        if len(findings) > 1:
+            findings.sort(key=_finding_order)
+        return _make_evaluation(nsg, tuple(findings))
