@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -239,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except Exception as exc:  # the last line of defence: a bug is exit 3, never 1 ("findings")
         if os.environ.get("NSG_GUARD_DEBUG"):
+            import traceback  # only on this path: it costs a few ms of every start-up
+
             traceback.print_exc()
         text = str(exc).splitlines()[0][:300] if str(exc) else ""
         print(f"nsg-guard: internal error ({type(exc).__name__}{': ' + text if text else ''}); this is a bug, "

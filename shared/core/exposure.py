@@ -338,7 +338,8 @@ class Evaluator:
     def _covered(self, src: PublicSources) -> PublicSources:
         """What a rule with these public sources takes out of the undecided set: all of it, plus every
         broad tag when it covers the whole public space (AzureCloud addresses are public addresses)."""
-        if src.addresses == self.public:  # src is already within public
+        a, public = src.addresses, self.public  # a == public without AddressSet.__eq__ (a is within public)
+        if a is public or (a.v4.intervals == public.v4.intervals and a.v6.intervals == public.v6.intervals):
             return _make_public_sources(src.addresses, _ALL_BROAD, ())
         return src
 

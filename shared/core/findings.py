@@ -57,7 +57,7 @@ class Finding:
             "status": self.status,
             "severity": self.severity,
             "priority": self.rule.priority,
-            "sources": self.rule.source_texts,
+            "sources": self.rule.source_texts if self.rule.source_asgs else [s.text for s in self.rule.sources],
             "reason": self.reason,
         }
 

@@ -45,7 +45,7 @@ def unknown_token_findings(nsg: Nsg, extra_tags: frozenset[str]) -> list[Finding
         sources, dst = rule.sources, rule.destination_address_prefix
         if (dst is None or dst == "*") and not rule.destination_address_prefixes and (
                 sources[0].kind != KIND_UNKNOWN if len(sources) == 1 else
-                KIND_UNKNOWN not in {t.kind for t in sources}):
+                KIND_UNKNOWN not in [t.kind for t in sources]):
             continue  # the common case, decided without starting the generator below
         for where, token in unknown_tokens(rule, extra_tags):
             effect = "exposes nothing" if rule.allows else "blocks nothing"
