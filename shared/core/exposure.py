@@ -418,14 +418,14 @@ class Evaluator:
             results.append(_make_rule_exposure(rule, port, src, src, potential, potential, (), ()))
             if last == 0:
                 return results
-        gone = self._covered(src)
-        everything = self._everything
-        rem = _make_public_sources(everything.addresses - gone.addresses, everything.tags - gone.tags, ())
+        # What the rules so far decided. A rule's public sources lie within every public source (``everything``),
+        # so ``src & (everything - decided)`` is ``src - decided``: small sets, never the whole public space.
+        decided = self._covered(src)
         for index in range(1, last + 1):
             rule, src, dest = items[index]
             if rule.access == ALLOW:
-                exposed = _make_public_sources(src.addresses & rem.addresses,
-                                               src.tags & rem.tags if src.tags else _NO_TAGS, ())
+                exposed = _make_public_sources(src.addresses - decided.addresses,
+                                               src.tags - decided.tags if src.tags else _NO_TAGS, ())
                 exposure = self.classify(exposed)
                 shadowers = self._shadowers(items[:index], src, dest, rule.source_ports) if exposure == NONE else ()
                 results.append(_make_rule_exposure(rule, port, exposed, src, exposure, self.classify(src),
@@ -433,7 +433,7 @@ class Evaluator:
             if index == last:
                 break  # the last Allow: what it takes out of the undecided sources can change no result
             gone = self._covered(src)
-            rem = _make_public_sources(rem.addresses - gone.addresses, rem.tags - gone.tags, ())
+            decided = _make_public_sources(decided.addresses | gone.addresses, decided.tags | gone.tags, ())
         return self._combine(results)
 
     @staticmethod
