@@ -77,9 +77,8 @@ def _describe_sources(rule: Rule) -> str:
     return f"source {shown}" if len(texts) == 1 else f"sources {shown}"
 
 
-def make_finding(nsg: Nsg, port: int, port_kind: str, rx: RuleExposure, severity: str) -> Finding:
-    """Build a finding from a rule's exposure (active or latent)."""
-    rule = rx.rule
+def finding_where(rule: Rule) -> str:
+    """The part of a finding's reason that names the rule (and its destinations when it applies to some NICs)."""
     sources = rule.sources
     if len(sources) == 1 and not rule.source_asgs:  # the common case of _describe_sources, without the list
         where = f"by rule {rule.name} (priority {rule.priority}, source {sources[0].text})"
@@ -92,6 +91,16 @@ def make_finding(nsg: Nsg, port: int, port_kind: str, rx: RuleExposure, severity
                    *rule.destination_address_prefixes,
                    *("asg:" + a.rstrip("/").rsplit("/", 1)[-1] for a in rule.destination_asgs)]
         where = f"to {', '.join(targets[:4])}{' and more' if len(targets) > 4 else ''} " + where
+    return where
+
+
+def make_finding(nsg: Nsg, port: int, port_kind: str, rx: RuleExposure, severity: str,
+                 where: str | None = None) -> Finding:
+    """Build a finding from a rule's exposure (active or latent). ``where``: ``finding_where(rx.rule)``, when
+    the caller already has it (a rule with findings on several ports)."""
+    rule = rx.rule
+    if where is None:
+        where = finding_where(rule)
     if rx.exposure != NONE:
         reason = f"TCP {port} allowed from {_EXPOSURE_WORDS[rx.exposure]} {where}"
         if rx.combined_with:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from shared.core.addresses import DEFAULT_PUBLIC, AddressSet
 from shared.core.errors import ConfigError
 from shared.core.exposure import BROAD, INTERNET, NONE, TRUSTED, Evaluator
-from shared.core.findings import Finding, make_finding
+from shared.core.findings import Finding, finding_where, make_finding
 from shared.core.frozen import fast_constructor
 from shared.core.model import Nsg
 from shared.core.unknowntokens import unknown_token_findings
@@ -116,12 +116,16 @@ class Engine:
     def evaluate(self, nsg: Nsg) -> NsgEvaluation:
         per_port = self.evaluator.evaluate(nsg, self._ports)
         findings: list[Finding] = []
+        wheres: dict[int, str] = {}  # id(rule) -> finding_where(rule): a rule often has findings on several ports
         for wp, active, latent in self._verdicts:
             for rx in per_port[wp.port]:
                 # Latent: shadowed entirely. Report only what would be a finding if the shadow went away.
                 severity = active[rx.exposure] if rx.exposure != NONE else latent.get(rx.potential_exposure)
                 if severity is not None:
-                    findings.append(make_finding(nsg, wp.port, wp.kind, rx, severity))
+                    where = wheres.get(id(rx.rule))
+                    if where is None:
+                        where = wheres[id(rx.rule)] = finding_where(rx.rule)
+                    findings.append(make_finding(nsg, wp.port, wp.kind, rx, severity, where))
         unknown = unknown_token_findings(nsg, self.policy.extra_service_tags)  # docs/semantics.md
         if unknown:
             findings.extend(unknown)
