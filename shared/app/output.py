@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from shared import ENGINE_VERSION
 from shared.app import fastjson
 from shared.core.findings import STATUS_EXEMPT, Finding
+from shared.core.frozen import fast_init
 from shared.core.policy import SEVERITY_ORDER, NsgEvaluation
 
 
@@ -24,6 +25,9 @@ class ScannedNsg:
     attachment: str | None = None  # attached | unattached (shared.core.attachment); None = not known
     line: int | None = None  # where the NSG starts in ``source`` (when located)
     rule_lines: Mapping[str, int] = field(default_factory=dict)  # lower-cased rule name -> line
+
+
+ScannedNsg.__init__ = fast_init(ScannedNsg)  # type: ignore[method-assign]  # one per NSG of a scan
 
 
 def summary(results: Sequence[ScannedNsg]) -> dict[str, Any]:

@@ -196,7 +196,9 @@ def _scan_json_streaming(args: argparse.Namespace, results: Any, errors: list[In
 
     def note(f: Any) -> None:
         nonlocal failing
-        if threshold is not None and SEVERITY_ORDER.get(f.severity, 0) >= threshold and f.status != STATUS_EXEMPT:
+        if failing or threshold is None:
+            return  # decided: once per finding of the whole scan, so nothing more to look up
+        if SEVERITY_ORDER.get(f.severity, 0) >= threshold and f.status != STATUS_EXEMPT:
             failing = True
 
     def counted(items: Any) -> Any:

@@ -44,20 +44,21 @@ class Finding:
 
     def to_contract(self) -> dict[str, Any]:
         """The CLI JSON contract, field for field (docs §4)."""
+        nsg, rule = self.nsg, self.rule
         return {
             "findingId": self.finding_id,
-            "nsgId": self.nsg.id,
-            "nsgName": self.nsg.name,
-            "ruleName": self.rule.name,
-            "ruleId": self.rule.id,
+            "nsgId": nsg.id,
+            "nsgName": nsg.name,
+            "ruleName": rule.name,
+            "ruleId": rule.id,
             "port": self.port,
             "portKind": self.port_kind,
             "exposure": self.exposure,
             "active": self.active,
             "status": self.status,
             "severity": self.severity,
-            "priority": self.rule.priority,
-            "sources": self.rule.source_texts if self.rule.source_asgs else [s.text for s in self.rule.sources],
+            "priority": rule.priority,
+            "sources": rule.source_texts if rule.source_asgs else [s.text for s in rule.sources],
             "reason": self.reason,
         }
 

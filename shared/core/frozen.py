@@ -15,7 +15,7 @@ names, and checks it once here: a class where it is refused gets the descriptor-
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -65,3 +65,28 @@ def _twin(cls: type, slots: tuple[str, ...], names: list[str]) -> type | None:
     except TypeError:  # a layout Python will not switch between
         return None
     return twin
+
+
+def fast_init(cls: type[T]) -> Callable[..., None]:
+    """An ``__init__`` for ``cls`` with the generated one's signature (keywords, defaults, default factories)
+    that fills the slots directly; install it with ``cls.__init__ = fast_init(cls)`` right after the class.
+    For dataclasses built once per item of a scan (no ``__post_init__``, no ``InitVar``)."""
+    namespace: dict[str, Any] = {"_MISSING": MISSING}
+    params, body = [], []
+    for i, f in enumerate(fields(cls)):  # type: ignore[arg-type]
+        namespace[f"_s{i}"] = getattr(cls, f.name).__set__
+        if f.default is not MISSING:
+            namespace[f"_d{i}"] = f.default
+            params.append(f"{f.name}=_d{i}")
+            body.append(f"    _s{i}(self, {f.name})")
+        elif f.default_factory is not MISSING:
+            namespace[f"_f{i}"] = f.default_factory
+            params.append(f"{f.name}=_MISSING")
+            body.append(f"    _s{i}(self, _f{i}() if {f.name} is _MISSING else {f.name})")
+        else:
+            params.append(f.name)
+            body.append(f"    _s{i}(self, {f.name})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body), namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__name__}.__init__"
+    return init  # type: ignore[no-any-return]

@@ -84,7 +84,7 @@ class NsgEvaluation:
 
     @property
     def compliant(self) -> bool:
-        return is_compliant(self.findings)
+        return not self.findings or is_compliant(self.findings)
 
 
 def is_compliant(findings: Iterable[Finding]) -> bool:
