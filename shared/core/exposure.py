@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from operator import is_
 
 from shared.core.addresses import (
     ALL_V4,
@@ -309,15 +310,19 @@ class Evaluator:
         # Watched ports often see the very same rules (``*``, ``1-1024``...): evaluate each distinct
         # rule list once and relabel the port.
         first_match = self._first_match_simple if simple and self.fast else self._first_match
-        memo: dict[tuple[int, ...], list[RuleExposure]] = {}
+        memo: list[tuple[list[_Item], list[RuleExposure]]] = []  # (rule list, its exposures) evaluated so far
         for port in ports:
             items = relevant[port]
             if not items:
                 continue  # out[port] is already []
-            key = tuple(map(id, items))
-            done = memo.get(key)
+            done = None
+            for seen, exposures in memo:  # the same items, by identity (compared in C)
+                if len(seen) == len(items) and all(map(is_, seen, items)):
+                    done = exposures
+                    break
             if done is None:
-                out[port] = memo[key] = first_match(items, port)
+                out[port] = done = first_match(items, port)
+                memo.append((items, done))
             else:  # same exposure, other port: one constructor call instead of dataclasses.replace
                 out[port] = [_make_rule_exposure(rx.rule, port, rx.exposed, rx.potential, rx.exposure,
                                                  rx.potential_exposure, rx.shadowed_by, rx.combined_with)
