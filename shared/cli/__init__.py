@@ -139,7 +139,8 @@ def _scan(args: argparse.Namespace) -> int:
     progress = Progress("NSGs scanned")
     options: dict[str, Any] = {"exempt_tag": args.exempt_tag, "exemptions": exemptions,
                                "allow_partial": args.allow_partial, "warnings": warnings,
-                               "progress": lambda n, source: progress.advance(n, source)}
+                               # no call per NSG when nothing is shown (stderr not a terminal)
+                               "progress": (lambda n, src: progress.advance(n, src)) if progress.enabled else None}
     if args.format == "json" and not (args.indent or sys.stdout.isatty()):
         return _scan_json_streaming(args, scan_files(args.files, engine, errors, **options), errors, warnings,
                                     progress)
