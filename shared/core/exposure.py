@@ -276,9 +276,8 @@ class Evaluator:
 
     def evaluate(self, nsg: Nsg, ports: Iterable[int]) -> dict[int, list[RuleExposure]]:
         ports = tuple(ports)
-        out: dict[int, list[RuleExposure]] = {p: [] for p in ports}
-        # Rules relevant to each port, in order: inbound, TCP-capable, port in range.
-        relevant: dict[int, list[_Item]] = {p: [] for p in ports}
+        # Rules relevant to each port, in order: inbound, TCP-capable, port in range (ports without any: absent).
+        relevant: dict[int, list[_Item]] = {}
         hits_cache = self._port_hits.get(ports)
         if hits_cache is None or len(hits_cache) > 4096:
             hits_cache = self._port_hits[ports] = {}
@@ -306,14 +305,21 @@ class Evaluator:
                 simple = False
             item = (rule, src, dest)
             for p in hits:
-                relevant[p].append(item)
+                items = relevant.get(p)
+                if items is None:
+                    relevant[p] = [item]
+                else:
+                    items.append(item)
+        out: dict[int, list[RuleExposure]] = {p: [] for p in ports}
+        if not relevant:
+            return out
         # Watched ports often see the very same rules (``*``, ``1-1024``...): evaluate each distinct
         # rule list once and relabel the port.
         first_match = self._first_match_simple if simple and self.fast else self._first_match
         memo: list[tuple[list[_Item], list[RuleExposure]]] = []  # (rule list, its exposures) evaluated so far
         for port in ports:
-            items = relevant[port]
-            if not items:
+            items = relevant.get(port)
+            if items is None:
                 continue  # out[port] is already []
             done = None
             for seen, exposures in memo:  # the same items, by identity (compared in C)
