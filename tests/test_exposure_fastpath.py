@@ -16,7 +16,7 @@ from shared.core.exposure import Evaluator
 from shared.core.model import parse_nsg
 from shared.core.policy import Engine, Policy, watched_ports
 from tests.nsgfactory import nsg, rule
-from tests.test_exposure_properties import random_v4, random_v6
+from tests.test_exposure_properties import random_v4, random_v6, set_source_ports
 
 WATCHED = (22, 23, 2222, 3389, 5985, 5986)
 POOL = ["*", "Any", "Internet", "VirtualNetwork", "AzureLoadBalancer", "AzureCloud", "AzureCloud.WestEurope",
@@ -41,12 +41,7 @@ def mostly_simple_nsgs(draw):
         body = rule(f"r{i}", prio, ports, sources, access=draw(st.sampled_from(["Allow", "Allow", "Deny"])),
                     protocol=draw(st.sampled_from(["Tcp", "*", "Tcp", "Udp"])),
                     direction=draw(st.sampled_from(["Inbound", "Inbound", "Outbound"])), dest=dest)
-        sports = draw(st.sampled_from(SOURCE_PORTS))
-        if isinstance(sports, list):
-            del body["properties"]["sourcePortRange"]
-            body["properties"]["sourcePortRanges"] = sports
-        else:
-            body["properties"]["sourcePortRange"] = sports
+        set_source_ports(body, draw(st.sampled_from(SOURCE_PORTS)))
         rules.append(body)
     return nsg(rules, defaults=draw(st.booleans()))
 

@@ -69,14 +69,18 @@ def random_nsgs(draw, with_destinations: bool = False):
                     protocol=draw(st.sampled_from(PROTOCOLS)),
                     direction=draw(st.sampled_from(["Inbound", "Inbound", "Outbound"])),
                     **({"dest_asgs": [ASG_WEB]} if dest == "asg" else {"dest": dest}))
-        sports = draw(st.sampled_from(SOURCE_PORTS))
-        if isinstance(sports, list):
-            del body["properties"]["sourcePortRange"]
-            body["properties"]["sourcePortRanges"] = sports
-        else:
-            body["properties"]["sourcePortRange"] = sports
+        set_source_ports(body, draw(st.sampled_from(SOURCE_PORTS)))
         rules.append(body)
     return nsg(rules, defaults=draw(st.booleans()))
+
+
+def set_source_ports(body: dict, sports: str | list[str]) -> None:
+    """Give a rule body one source-port range, or a list of them (sourcePortRanges)."""
+    if isinstance(sports, list):
+        del body["properties"]["sourcePortRange"]
+        body["properties"]["sourcePortRanges"] = sports
+    else:
+        body["properties"]["sourcePortRange"] = sports
 
 
 # --- the reference ---------------------------------------------------------------------------------
